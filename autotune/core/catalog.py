@@ -1,0 +1,192 @@
+"""The knob catalog schema: the contract between analysis, kernel_runtime and autotune.
+
+One JSON document per kernel build (keyed by build-id). A knob is either an SIE perf-const
+(sites found by analysis) or an existing tunable (sysctl/debugfs). Validation is eager and
+strict (``extra="forbid"``) because a wrong field here becomes a wrong kernel write later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autotune.core import expr
+from autotune.core.errors import BadInputError
+from autotune.core.kernel import KernelInfo
+
+CATALOG_VERSION = 1
+
+Category = Literal["threshold", "interval", "batch", "scale", "flag", "size"]
+BackendKind = Literal["sie", "sysctl", "debugfs"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Constraint(_Strict):
+    """A rule the kernel's own code imposes on a value, with the reason it exists."""
+
+    kind: Literal["pow2", "multiple_of", "nonzero"]
+    value: int | None = None
+    reason: str
+
+    def allows(self, v: int) -> bool:
+        if self.kind == "pow2":
+            return v > 0 and v & (v - 1) == 0
+        if self.kind == "multiple_of":
+            return self.value is not None and v % self.value == 0
+        return v != 0
+
+    def describe(self) -> str:
+        return f"multiple_of {self.value}" if self.kind == "multiple_of" else self.kind
+
+
+class Domain(_Strict):
+    """The safe search range of a knob: a prior we supply, enforced before any write."""
+
+    min: int
+    max: int
+    log: bool = False
+    constraints: list[Constraint] = Field(default_factory=list)
+    choices: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Domain:
+        if self.min > self.max:
+            raise ValueError(f"domain min {self.min} > max {self.max}")
+        if self.log and self.min <= 0:
+            raise ValueError("a log domain needs min > 0")
+        return self
+
+    def check(self, knob: str, v: int) -> None:
+        """Raise BadInputError unless ``v`` is allowed (before anything is written)."""
+        if not self.min <= v <= self.max:
+            raise BadInputError(f"knob {knob!r}: value {v} outside domain [{self.min}, {self.max}]")
+        if self.choices is not None and v not in self.choices:
+            raise BadInputError(f"knob {knob!r}: value {v} not one of {self.choices}")
+        for c in self.constraints:
+            if not c.allows(v):
+                raise BadInputError(f"knob {knob!r}: value {v} violates {c.describe()} ({c.reason})")
+
+    def allowed_values(self) -> list[int] | None:
+        """The explicit value set when constraints make the range discrete, else None."""
+        if self.choices is not None:
+            return list(self.choices)
+        if any(c.kind in ("pow2", "multiple_of") for c in self.constraints):
+            if self.max - self.min > 1 << 20:
+                lo = max(self.min, 1)
+                vals = [1 << k for k in range(int(math.log2(lo)), int(math.log2(self.max)) + 1)]
+            else:
+                vals = list(range(self.min, self.max + 1))
+            return [v for v in vals if all(c.allows(v) for c in self.constraints)
+                    and self.min <= v <= self.max]
+        return None
+
+
+class MemoryLocation(_Strict):
+    base_reg: str
+    disp: int
+    size: Literal[1, 2, 4, 8]
+
+
+class SafeSpan(_Strict):
+    function: str
+    start: int
+    end: int
+    conservative: bool = False
+
+
+class Site(_Strict):
+    """One critical span of an SIE knob in the running kernel's code."""
+
+    function: str
+    cs_start: int
+    cs_end: int
+    probe_offset: int
+    probe_offsets: list[int] = Field(default_factory=list)
+    location: str | MemoryLocation | Literal["flags"]
+    width: Literal["u8", "u16", "u32", "u64", "s32", "s64"] = "u64"
+    expr: str
+    synthesis: Literal["register", "memory", "flags", "save-recompute"]
+    expected_default: int
+    save_offset: int | None = None
+    compare_operand: str | None = None
+    safe_spans: list[SafeSpan] = Field(default_factory=list)
+    verified: Literal["oracle", "emulation", "none"] = "none"
+    source: str | None = None
+
+    @field_validator("expr")
+    @classmethod
+    def _parse_expr(cls, v: str) -> str:
+        expr.parse(v)
+        return v
+
+
+class Knob(_Strict):
+    """A tunable: its meaning, its safe domain and how it becomes live."""
+
+    name: str
+    subsystem: str
+    category: Category
+    default: int | None = None
+    unit: str = ""
+    description: str = ""
+    domain: Domain
+    backend: BackendKind
+    source: str | None = None
+    path: str | None = None
+    sites: list[Site] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> Knob:
+        if self.backend == "sie" and not self.sites:
+            raise ValueError(f"sie knob {self.name!r} has no sites")
+        if self.backend in ("sysctl", "debugfs") and not self.path:
+            raise ValueError(f"{self.backend} knob {self.name!r} has no path")
+        return self
+
+
+class UnsupportedKnob(_Strict):
+    """A constant analysis found but will never load, with the reason."""
+
+    name: str
+    reason: str
+    source: str | None = None
+
+
+class Catalog(_Strict):
+    version: int = CATALOG_VERSION
+    kernel: KernelInfo
+    knobs: list[Knob] = Field(default_factory=list)
+    unsupported: list[UnsupportedKnob] = Field(default_factory=list)
+
+    def knob(self, name: str) -> Knob:
+        for k in self.knobs:
+            if k.name == name:
+                return k
+        known = ", ".join(k.name for k in self.knobs) or "none"
+        raise BadInputError(f"unknown knob {name!r}: this catalog has {known}")
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog file, turning every problem into one line."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise BadInputError(f"catalog {path}: cannot read ({e.strerror}); run 'autotune analyze'") from e
+    except json.JSONDecodeError as e:
+        raise BadInputError(f"catalog {path}: not JSON ({e.msg} at line {e.lineno})") from e
+    try:
+        cat = Catalog.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadInputError(f"catalog {path}: {where}: {first['msg']}; regenerate with 'autotune analyze'") from e
+    if cat.version != CATALOG_VERSION:
+        raise BadInputError(f"catalog {path}: version {cat.version}, expected {CATALOG_VERSION}; regenerate it")
+    return cat

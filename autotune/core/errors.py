@@ -1,0 +1,40 @@
+"""One exception root for the product; the CLI maps each class to an exit code.
+
+Every message is meant to be printed as one line that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+
+class AutotuneError(Exception):
+    """Root of every error the product raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInputError(AutotuneError):
+    """The user gave us something invalid (file, flag, value): exit 2, nothing changed."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(AutotuneError):
+    """The machine lacks something we need (a binary, root, a kernel feature): exit 2."""
+
+    exit_code = 2
+
+
+class KernelMismatchError(BadInputError):
+    """A policy or catalog was made for another kernel build."""
+
+
+class NoiseTooHighError(AutotuneError):
+    """The preflight measured more noise than the requested minimum effect tolerates."""
+
+    exit_code = 3
+
+
+class MeasurementError(AutotuneError):
+    """A workload run failed (server died, load generator output unreadable)."""
+
+    exit_code = 4

@@ -1,0 +1,95 @@
+"""The ``host`` target: this machine's own kernel, with processes run locally."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from autotune.core.catalog import Knob
+from autotune.core.kernel import KernelInfo, running_kernel
+from kernel_runtime.controller import KnobController
+from kernel_runtime.journal import Journal, SessionKind
+from kernel_runtime.paths import state_dir
+from kernel_runtime.processes import ProcessTable, free_loopback_port
+from kernel_runtime.target import CommandResult, ProcessHandle, Target
+from kernel_runtime.tunables import DebugfsBackend, SysctlBackend, curated_knobs
+
+
+def default_journal() -> Journal:
+    return Journal(state_dir() / "journal.jsonl")
+
+
+def local_controller(kind: SessionKind = "transient") -> KnobController:
+    """A controller over this machine's backends and its on-disk journal."""
+    return KnobController(backends={"sysctl": SysctlBackend(), "debugfs": DebugfsBackend()},
+                          journal=default_journal(), kind=kind)
+
+
+class HostTarget(Target):
+    """Tune the kernel this process runs on."""
+
+    name = "host"
+
+    def __init__(self, *, session_kind: SessionKind = "transient") -> None:
+        self._control = local_controller(session_kind)
+        self._procs = ProcessTable()
+        self._dirs: list[str] = []
+        self._kernel = running_kernel()
+
+    def kernel(self) -> KernelInfo:
+        return self._kernel
+
+    def knobs(self) -> list[Knob]:
+        return curated_knobs()
+
+    @property
+    def control(self) -> KnobController:
+        return self._control
+
+    def cpu_count(self) -> int:
+        return len(os.sched_getaffinity(0))
+
+    def which(self, program: str) -> str | None:
+        return shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin")
+
+    def make_workdir(self, prefix: str) -> str:
+        path = tempfile.mkdtemp(prefix=f"autotune-{prefix}-")
+        self._dirs.append(path)
+        return path
+
+    def write_file(self, path: str, text: str) -> None:
+        Path(path).write_text(text)
+
+    def free_port(self) -> int:
+        return free_loopback_port()
+
+    def spawn(self, argv: Sequence[str], *, cpus: Sequence[int] | None = None,
+              cwd: str | None = None) -> ProcessHandle:
+        log = os.path.join(cwd or self.make_workdir("proc"), "process.log")
+        return ProcessHandle(self._procs.spawn(argv, cpus=cpus, cwd=cwd, log_path=log), tuple(argv))
+
+    def run(self, argv: Sequence[str], *, timeout: float, cpus: Sequence[int] | None = None,
+            cwd: str | None = None) -> CommandResult:
+        rc, out, err, secs = self._procs.run(argv, timeout=timeout, cpus=cpus, cwd=cwd)
+        return CommandResult(rc, out, err, secs)
+
+    def alive(self, handle: ProcessHandle) -> bool:
+        return self._procs.alive(handle.ident)
+
+    def cpu_seconds(self, handle: ProcessHandle) -> float:
+        return self._procs.cpu_seconds(handle.ident)
+
+    def stop(self, handle: ProcessHandle, *, grace: float = 5.0) -> None:
+        self._procs.stop(handle.ident, grace)
+
+    def close(self) -> None:
+        try:
+            self._control.close()
+        finally:
+            self._procs.stop_all()
+            for d in self._dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            self._dirs.clear()

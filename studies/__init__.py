@@ -1,0 +1,1 @@
+"""Nightly study definitions, scheduling, drift checks and reports."""
