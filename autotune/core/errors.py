@@ -38,3 +38,19 @@ class MeasurementError(AutotuneError):
     """A workload run failed (server died, load generator output unreadable)."""
 
     exit_code = 4
+
+
+class TargetCrashed(AutotuneError):
+    """The target kernel panicked, oopsed, locked up or stopped answering; the message says which.
+
+    The operation in progress failed and the target's state is gone; a lab target restarts
+    clean on its next use.
+    """
+
+    exit_code = 5
+
+
+class LeaseLapsed(AutotuneError):
+    """The agent reset every knob because the controller stopped renewing its lease."""
+
+    exit_code = 5
