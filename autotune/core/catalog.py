@@ -116,6 +116,7 @@ class Site(_Strict):
     expected_default: int
     save_offset: int | None = None
     compare_operand: str | None = None
+    recompute_op: Literal["shl", "shr", "and", "or", "add", "mul"] | None = None
     safe_spans: list[SafeSpan] = Field(default_factory=list)
     verified: Literal["oracle", "emulation", "none"] = "none"
     source: str | None = None
