@@ -1,0 +1,102 @@
+"""Per-seed findings -> catalog knobs (or unsupported entries with the reason).
+
+A knob is offered only as a whole: if any of its sites is unsafe (V reaches an address) the
+knob is unsupported, because tuning some copies of a constant and not others leaves the
+kernel inconsistent. Domains are priors around the default, tightened by what the code
+imposes (pow2 for masks, a bit-width bound for shift amounts).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from analysis.find_sites import SeedSites
+from autotune.core.catalog import Category, Constraint, Domain, Knob, Site, UnsupportedKnob
+
+_WIDTH_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0x7FFF_FFFF, "u64": 0x7FFF_FFFF, "s32": 0x7FFF_FFFF}
+
+
+@dataclass
+class Coverage:
+    """One row of the final table."""
+
+    name: str
+    status: str  # "found" | "oracle-verified" | "unsupported" | "absent"
+    sites: int
+    detail: str
+
+
+def subsystem(path: str) -> str:
+    parts = path.split("/")
+    if parts[0] == "include" and len(parts) > 2:
+        return parts[1] if parts[1] not in ("linux", "uapi") else parts[2].split(".")[0]
+    return parts[0] if len(parts) < 3 else parts[1]
+
+
+def category(name: str, body: str) -> Category:
+    if "HZ" in body or re.search(r"TIME|DELAY|JIFFIES|INTERVAL|PERIOD|_NSEC|TIMEOUT", name):
+        return "interval"
+    if re.search(r"BATCH|BUDGET|COUNT|NR_|MAX|SIZE|ENTRIES|DEPTH", name):
+        return "batch"
+    if re.search(r"SCALE|FACTOR|WEIGHT|DIV|MULT|SHIFT", name):
+        return "scale"
+    return "threshold"
+
+
+def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Domain:
+    cons: list[Constraint] = []
+    hi = max(4 * v0, v0 + 16)
+    lo = 1 if v0 > 0 else 0
+    for kind, reason in constraints:
+        if kind == "pow2" and all(c.kind != "pow2" for c in cons):
+            cons.append(Constraint(kind="pow2", reason=reason))
+        if kind == "shift":
+            hi = min(hi, 31)
+            lo = 0
+    width_max = min(_WIDTH_MAX.get(s.width, 0x7FFF_FFFF) for s in sites) if sites else hi
+    hi = min(hi, width_max)
+    if any(s.expr.startswith("(V") and "<< 32" in s.expr for s in sites):
+        hi = min(hi, 0x7FFF_FFFF)
+    return Domain(min=min(lo, v0), max=max(hi, v0), log=v0 >= 16 and lo > 0, constraints=cons)
+
+
+def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Coverage]:
+    seed = found.seed
+    src = seed.source or None
+    if seed.kind == "absent":
+        return None, None, Coverage(seed.name, "absent", 0, seed.problem)
+
+    def unsupported(reason: str, n: int = 0) -> tuple[None, UnsupportedKnob, Coverage]:
+        return (None, UnsupportedKnob(name=seed.name, reason=reason, source=src),
+                Coverage(seed.name, "unsupported", n, reason))
+
+    if seed.problem:
+        return unsupported(seed.problem)
+    if seed.default == 0:
+        return unsupported("default is 0: no immediate encodes it in the code")
+    if not seed.uses:
+        return unsupported("defined but never used in compiled code")
+    sites = [r.site for r in found.results if r.site is not None]
+    unsafe = [r.unsafe for r in found.results if r.unsafe and r.site is not None]
+    if unsafe:
+        return unsupported(unsafe[0], len(sites))
+    if not sites:
+        if found.missing and not found.results:
+            return unsupported(f"no code for its uses in vmlinux ({found.missing[0]} ...): "
+                               "built as a module or compiled out", 0)
+        why = "; ".join(sorted({r.reason for r in found.results if r.reason})[:2])
+        return unsupported(f"no site: {why or 'no immediate on the uses lines encodes V0'}")
+    assert seed.default is not None
+    constraints = [c for r in found.results if r.site is not None for c in r.constraints]
+    knob = Knob(name=seed.name, subsystem=subsystem(seed.file),
+                category=category(seed.name, seed.body), default=seed.default,
+                description=f"{seed.file}:{seed.line}: {seed.body}"[:200],
+                domain=domain(seed.default, sites, constraints), backend="sie", source=src,
+                sites=sites)
+    verified = sum(s.verified == "oracle" for s in sites)
+    status = "oracle-verified" if verified == len(sites) else "found"
+    detail = f"{len(sites)} sites" + (f", {verified} oracle-verified" if verified else "")
+    if found.missing:
+        detail += f"; {len(found.missing)} uses without code in vmlinux"
+    return knob, None, Coverage(seed.name, status, len(sites), detail)

@@ -1,0 +1,77 @@
+"""Candidate instructions: immediates on a use's line-table rows that encode V0.
+
+GCC rarely stores the source value as written: ``x < V`` becomes ``cmp $(V-1)`` with a
+``<=`` jump, a select becomes ``and $-V; add $2V``, a range check ``lea -2; cmp $(V-2)``,
+and two 32-bit fields are merged into one ``movabs``. Each encoding here is a hypothesis
+IV = f(V) at V0; the oracle's recompiles at other values confirm or refute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analysis.disasm import Insn
+from analysis.elfimage import Function
+from autotune.core import expr as exprs
+
+_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
+_WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+# (expression template over the scaled default B, why GCC emits it)
+_AFFINE: list[tuple[str, str]] = [
+    ("V", "the value itself"),
+    ("V-1", "'<' compiled as '<=' (or '>=' as '>')"),
+    ("V+1", "'<=' compiled as '<'"),
+    ("V-2", "range check 'lea -2; cmp'"),
+    ("-V", "select idiom mask 'and $-V'"),
+    ("V*2", "select idiom 'add $2V'"),
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An instruction whose immediate equals f(V0) for one encoding f."""
+
+    function: Function
+    insn: Insn
+    expr: str
+    width: str
+    why: str
+    use: str            # file:line of the source use that led here
+    fallback: bool      # found on a neighbouring line because the use's own had no rows
+
+
+def encodings(v0: int, scale: int = 1) -> list[tuple[str, str]]:
+    """The (expr, why) hypotheses for a constant whose source default is ``v0``."""
+    out = []
+    for template, why in _AFFINE:
+        text = template.replace("V", f"V*{scale}") if scale != 1 else template
+        out.append((text, why))
+    return out
+
+
+def match(insn: Insn, v0: int, scale: int = 1) -> list[tuple[str, str, str]]:
+    """(expr, width, why) for each way ``insn``'s immediates encode ``v0``."""
+    found: list[tuple[str, str, str]] = []
+    size = insn.imm_size if insn.imm_size in _MASKS else 8
+    width = _WIDTH[size]
+    for imm in insn.imms:
+        if insn.mnemonic == "movabs" or (size == 8 and not -(1 << 31) <= imm < 1 << 31):
+            hi, lo = (imm >> 32) & 0xFFFF_FFFF, imm & 0xFFFF_FFFF
+            if hi == v0 * scale and lo != hi:
+                found.append((f"(V << 32) | {lo}" if scale == 1 else f"(V*{scale} << 32) | {lo}",
+                              "u64", "two 32-bit stores merged into one movabs (high half)"))
+                continue
+            if lo == v0 * scale and hi:
+                found.append((f"{hi << 32} | V" if scale == 1 else f"{hi << 32} | V*{scale}",
+                              "u64", "two 32-bit stores merged into one movabs (low half)"))
+                continue
+        for text, why in encodings(v0, scale):
+            if exprs.parse(text).evaluate(v0, width) == imm & _MASKS[size]:
+                found.append((text, width, why))
+                break
+    return found
+
+
+def in_ranges(insns: list[Insn], ranges: list[tuple[int, int]]) -> list[Insn]:
+    """Instructions that start inside any [start, end) range."""
+    return [i for i in insns if any(a <= i.address < b for a, b in ranges)]

@@ -1,0 +1,131 @@
+"""Seeds -> candidate instructions -> sites, one function per worker task.
+
+The line table maps each source use to address ranges (inlined copies included); capstone
+finds immediates there that encode V0; angr steps each span in a worker process. A use
+whose own line has no rows (GCC attributed the instruction to an inlined header line) is
+retried on the neighbouring lines of the same function and marked as a fallback.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis import candidates, disasm, sitebuild
+from analysis.elfimage import Function, Image
+from analysis.linetable import LineTable
+from analysis.seeds import Seed
+
+FALLBACK_LINES = 3
+# below this, an exact immediate anywhere in a function is too likely a coincidence
+WHOLE_FUNCTION_MIN = 8
+
+
+@dataclass
+class SeedSites:
+    """Everything found for one seed."""
+
+    seed: Seed
+    results: list[sitebuild.SiteResult] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # uses with no code in this image
+
+
+def scale_of(seed: Seed, macros: dict[str, int]) -> int:
+    """A literal seed written as ``N * UNIT`` (``2 * TICK_NSEC``) compiles to N*UNIT."""
+    if seed.kind != "literal":
+        return 1
+    for unit, value in macros.items():
+        if f"{seed.default} * {unit}" in seed.body or f"{seed.default}*{unit}" in seed.body:
+            return value
+    return 1
+
+
+def _ranges(table: LineTable, file: str, line: int) -> tuple[list[tuple[int, int]], bool]:
+    rows = table.rows(file, line)
+    if rows:
+        return [(r.start, r.end) for r in rows], False
+    near = [r for d in range(1, FALLBACK_LINES + 1) for ln in (line - d, line + d)
+            for r in table.rows(file, ln)]
+    return [(r.start, r.end) for r in near], True
+
+
+def collect(seeds: list[Seed], table: LineTable, image: Image,
+            scales: dict[str, int]) -> tuple[dict[str, SeedSites], dict[Function, list]]:
+    """Candidates per function (for the workers) and the per-seed bookkeeping."""
+    out = {s.name: SeedSites(s) for s in seeds}
+    per_func: dict[Function, list[tuple[str, candidates.Candidate]]] = defaultdict(list)
+    insns_cache: dict[Function, list[disasm.Insn]] = {}
+    for seed in seeds:
+        if seed.default is None or not seed.uses:
+            continue
+        seen: set[tuple[int, str]] = set()
+        for use in seed.uses:
+            ranges, fallback = _ranges(table, use.file, use.line)
+            if not ranges:
+                out[seed.name].missing.append(f"{use.file}:{use.line}")
+                continue
+            funcs = {f for a, _ in ranges if (f := image.function_at(a)) is not None}
+            hits = 0
+            for func in funcs:
+                if func not in insns_cache:
+                    insns_cache[func] = disasm.disassemble(image.code(func), func.start)
+                insns = insns_cache[func]
+                for ins in candidates.in_ranges(insns, ranges):
+                    for text, width, why in candidates.match(ins, seed.default, scales[seed.name]):
+                        if (ins.address, text) not in seen:
+                            seen.add((ins.address, text))
+                            hits += 1
+                            per_func[func].append((seed.name, candidates.Candidate(
+                                func, ins, text, width, why, f"{use.file}:{use.line}", fallback)))
+            if hits or seed.default < WHOLE_FUNCTION_MIN:
+                continue
+            # GCC moved the immediate to a line of an inlined header (or hoisted it): take
+            # exact matches anywhere in the function, as fallbacks the oracle must confirm.
+            for func in funcs:
+                for ins in insns_cache[func]:
+                    if ins.mnemonic in ("mov", "cmp") and seed.default * scales[seed.name] in ins.imms \
+                            and (ins.address, "V") not in seen:
+                        seen.add((ins.address, "V"))
+                        per_func[func].append((seed.name, candidates.Candidate(
+                            func, ins, "V" if scales[seed.name] == 1 else f"V*{scales[seed.name]}",
+                            "u32" if ins.imm_size <= 4 else "u64",
+                            "exact value hoisted out of the use's line",
+                            f"{use.file}:{use.line}", True)))
+    return out, per_func
+
+
+def _work(args: tuple[bytes, list[tuple[str, candidates.Candidate]], dict[str, int]]
+          ) -> list[tuple[str, sitebuild.SiteResult]]:
+    code, cands, defaults = args
+    func = cands[0][1].function
+    insns = disasm.disassemble(code, func.start)
+    return [(name, sitebuild.build(code, c, insns, defaults[name])) for name, c in cands]
+
+
+def _init_worker() -> None:
+    import logging
+
+    import angr  # noqa: F401 - imported once per worker, not per task
+
+    logging.getLogger("angr").setLevel(logging.CRITICAL)
+
+
+def find(seeds: list[Seed], table: LineTable, vmlinux: Path, scales: dict[str, int], *,
+         jobs: int, on_function: Callable[[int, int], None] | None = None) -> dict[str, SeedSites]:
+    """Run the whole pipeline; ``on_function(done, total)`` reports progress."""
+    image = Image(vmlinux)
+    out, per_func = collect(seeds, table, image, scales)
+    defaults = {s.name: s.default for s in seeds if s.default is not None}
+    tasks = [(image.code(f), cands, defaults) for f, cands in per_func.items()]
+    done = 0
+    with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker) as pool:
+        for results in pool.map(_work, tasks, chunksize=4):
+            for name, res in results:
+                out[name].results.append(res)
+            done += 1
+            if on_function:
+                on_function(done, len(tasks))
+    return out

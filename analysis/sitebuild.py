@@ -1,0 +1,137 @@
+"""One candidate instruction -> one catalog Site (or the reason it cannot be one).
+
+Decides the synthesis type from the seed's shape, asks ``symstep`` where IV flows, and
+derives the critical span, the equivalent probe offsets (the jump-optimizable one first)
+and the safe span. Runs in worker processes, one function per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analysis import disasm, symstep
+from analysis.candidates import Candidate
+from autotune.core import expr as exprs
+from autotune.core.catalog import MemoryLocation, SafeSpan, Site
+
+# seed mnemonic -> recompute_op of a save-recompute site (input OP f(V))
+_RECOMPUTE = {"add": "add", "sub": "add", "and": "and", "or": "or", "imul": "mul",
+              "shl": "shl", "sal": "shl", "shr": "shr", "lea": "add"}
+_COMPARE = ("cmp", "test")
+
+
+@dataclass
+class SiteResult:
+    """A site, or why a candidate cannot become one; plus what constrains V."""
+
+    candidate: Candidate
+    site: Site | None = None
+    reason: str = ""
+    unsafe: str = ""
+    constraints: list[tuple[str, str]] = field(default_factory=list)  # (kind, reason)
+    notes: list[str] = field(default_factory=list)
+
+
+def _probe_offsets(insns: list[disasm.Insn], first: int, last: int, func_end: int,
+                   base: int) -> list[int]:
+    """Offsets of instructions in [first, last] (addresses), jump-optimizable ones first."""
+    idx = [i for i, ins in enumerate(insns) if first <= ins.address <= last]
+    good = [insns[i].address - base for i in idx if disasm.jump_optimizable(insns, i, func_end)]
+    rest = [insns[i].address - base for i in idx if insns[i].address - base not in good]
+    return good + rest
+
+
+def _flags_reader(insns: list[disasm.Insn], k: int) -> int | None:
+    """Index of the instruction that reads the flags the compare at ``k`` set."""
+    for j in range(k + 1, min(k + 16, len(insns))):
+        if insns[j].reads_flags:
+            return j
+        if insns[j].writes_flags or insns[j].branch:
+            return None
+    return None
+
+
+def _same_input(s: disasm.Insn) -> bool:
+    """``lea d(%r), %r`` or ``imul $i, %r, %r``: the location register is also the input."""
+    ops = [o.strip() for o in s.op_str.split(",")]
+    if s.mnemonic == "lea":
+        return s.mem is not None and s.mem[0] == s.writes_reg
+    return len(ops) == 2 or (len(ops) == 3 and ops[0] == ops[1])
+
+
+def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> SiteResult:
+    """Analyse one candidate in its function's code."""
+    func, s = cand.function, cand.insn
+    res = SiteResult(cand)
+    k = insns.index(s)
+    base = func.start
+    expected = exprs.parse(cand.expr).evaluate(v0, cand.width)
+    common = dict(function=func.name, cs_start=s.address - base, expr=cand.expr,
+                  width=cand.width, expected_default=expected, source=cand.use)
+    mn = s.mnemonic
+    if mn in _COMPARE:
+        j = _flags_reader(insns, k)
+        if j is None:
+            res.reason = f"{mn} at {func.name}+{s.address - base:#x}: no flags reader in its block"
+            return res
+        reader = insns[j]
+        other = s.op_str.split(",")[0].strip()
+        probes = _probe_offsets(insns, s.next, reader.address, func.end, base)
+        res.site = Site(**common, cs_end=reader.address - base, probe_offset=probes[0],
+                        probe_offsets=probes, location="flags", synthesis="flags",
+                        compare_operand=other,
+                        safe_spans=[SafeSpan(function=func.name, start=s.address - base,
+                                             end=reader.next - base)])
+        return res
+    if s.mem is not None and mn.startswith("mov") and s.writes_reg is None:
+        base_reg, disp, size = s.mem
+        if base_reg in ("rip", "") or size not in (1, 2, 4, 8):
+            res.reason = f"store to a global at {func.name}+{s.address - base:#x}: tune the variable"
+            return res
+        res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
+                        probe_offsets=[s.next - base],
+                        location=MemoryLocation(base_reg=base_reg, disp=disp, size=size),
+                        synthesis="memory",
+                        safe_spans=[SafeSpan(function=func.name, start=s.address - base,
+                                             end=s.next - base)])
+        return res
+    if s.writes_reg is None or (mn not in ("mov", "movabs") and mn not in _RECOMPUTE):
+        res.reason = f"immediate in '{mn} {s.op_str}' at {func.name}+{s.address - base:#x}"
+        return res
+    if mn in ("lea", "imul") and not _same_input(s):
+        res.reason = (f"'{mn} {s.op_str}' at {func.name}+{s.address - base:#x}: the input is "
+                      "not the location register, save-recompute cannot restore it")
+        return res
+    try:
+        flow = symstep.step_after(code, base, s.next, s.writes_reg, func.end)
+    except ValueError as e:
+        res.reason = str(e)
+        return res
+    res.notes += flow.notes
+    if flow.address_use is not None:
+        res.unsafe = f"V flows into a memory address at {func.name}+{flow.address_use - base:#x}"
+    if flow.shift_use is not None:
+        res.constraints.append(("shift", f"V is a shift amount at "
+                                         f"{func.name}+{flow.shift_use - base:#x}"))
+    if mn in ("shl", "sal", "shr", "sar"):
+        res.constraints.append(("shift", f"V is the shift amount of '{mn}'"))
+    if flow.mask_use or mn == "and" and cand.expr == "V-1":
+        res.constraints.append(("pow2", "V-1 is used as an index mask"))
+    reader = flow.first_reader if flow.first_reader is not None else s.next
+    probes = _probe_offsets(insns, s.next, reader, func.end, base)
+    if flow.escaped or flow.live_until is None:
+        spans = [SafeSpan(function=func.name, start=0, end=func.size, conservative=True)]
+    else:
+        end = next(i.next for i in insns if i.address == flow.live_until)
+        spans = [SafeSpan(function=func.name, start=s.address - base, end=end - base)]
+    recompute = mn not in ("mov", "movabs")
+    if mn == "sub":
+        common["expr"] = f"-({cand.expr})"
+        common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, cand.width)
+    res.site = Site(**common, cs_end=reader - base, probe_offset=probes[0], probe_offsets=probes,
+                    location=s.writes_reg,
+                    synthesis="save-recompute" if recompute else "register",
+                    save_offset=s.address - base if recompute else None,
+                    recompute_op=_RECOMPUTE[mn] if recompute else None,  # type: ignore[arg-type]
+                    safe_spans=spans)
+    return res
