@@ -1,0 +1,1 @@
+"""The lab target: Debian's 6.12 cloud kernel in a QEMU VM, driven through the agent."""

@@ -1,0 +1,248 @@
+"""``LabTarget``: the Target interface served by the agent inside the lab VM.
+
+Workloads call the same process primitives as on the host and the study calls the same
+knob controller; each call becomes one RPC. Around the calls sit the safety nets: a
+lease renewer (stop renewing and the agent resets every knob), and a watchdog that turns
+a panic, lockup or hang into a ``TargetCrashed`` naming the reason, after which the next
+call boots the lab again from scratch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from analysis.debian_kernel import LAB_ROLES, fetch, resolve_version
+from autotune.core.catalog import Knob
+from autotune.core.errors import AutotuneError, TargetCrashed
+from autotune.core.kernel import KernelInfo
+from kernel_runtime.agent.client import AgentClient
+from kernel_runtime.backend import GLOBAL, KnobState, Scope
+from kernel_runtime.lab.health import KernelEvent, Watchdog
+from kernel_runtime.lab.image import build_image
+from kernel_runtime.lab.vm import Lab
+from kernel_runtime.target import CommandResult, ProcessHandle, Target
+
+DEFAULT_LEASE = 5.0
+CALL_WAIT = 120.0
+
+
+class RemoteControl:
+    """``KnobControl`` whose every operation runs in the lab's agent session."""
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self._call = call
+
+    def usable(self, knobs: list[Knob]) -> tuple[list[Knob], list[tuple[str, str]]]:
+        res = self._call("usable", knobs=[k.model_dump(mode="json") for k in knobs])
+        return [Knob.model_validate(k) for k in res["ok"]], [(n, r) for n, r in res["left"]]
+
+    def apply(self, values: Mapping[str, int], knobs: Mapping[str, Knob],
+              scope: Scope = GLOBAL) -> None:
+        self._call("apply", values={n: int(v) for n, v in values.items()},
+                   knobs={n: k.model_dump(mode="json") for n, k in knobs.items() if n in values},
+                   scope=scope.to_json())
+
+    def revert(self) -> None:
+        self._call("revert")
+
+    def recover(self, *, include_policies: bool = False) -> list[str]:
+        restored: list[str] = self._call("recover", include_policies=include_policies)
+        return restored
+
+    def status(self) -> list[KnobState]:
+        return [KnobState(**s) for s in self._call("status")]
+
+    def close(self) -> None:
+        self.revert()
+
+
+class LabTarget(Target):
+    """Tune the lab VM's kernel; boots a private VM unless ``autotune lab start`` runs one."""
+
+    name = "lab"
+
+    def __init__(self, *, lab: Lab | None = None, lease: float = DEFAULT_LEASE,
+                 progress: Callable[[str], None] = lambda _: None) -> None:
+        if lab is None:
+            lab = Lab.default()
+            if lab.state() is None:
+                lab = Lab.private()
+        self.lab = lab
+        self._lease = lease
+        self._progress = progress
+        self._control = RemoteControl(self._call)
+        self._client: AgentClient | None = None
+        self._beat: AgentClient | None = None
+        self._watchdog: Watchdog | None = None
+        self._stop_renew = threading.Event()
+        self._dead: str | None = None
+        self._crashed = threading.Event()
+        self._handles: set[int] = set()
+        self.info: dict[str, Any] = {}
+        self.boots = 0
+        self._boot()
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        if self.lab.state() is None:
+            version = resolve_version()
+            fetch(LAB_ROLES, version=version)
+            self.lab.start(build_image(version, self._progress), progress=self._progress)
+        client = self.lab.client(lease=self._lease)
+        self.info = client.connect()
+        beat = self.lab.client(lease=self._lease)
+        beat.connect()
+        self._client, self._beat = client, beat
+        self._dead = None
+        self._crashed.clear()
+        self._handles.clear()
+        self._stop_renew = threading.Event()
+        threading.Thread(target=self._renew, args=(client, self._stop_renew), name="lab-lease",
+                         daemon=True).start()
+        self._watchdog = Watchdog(console=self.lab.files.console,
+                                  alive=lambda: self.lab.state() is not None,
+                                  heartbeat=lambda: beat.call("health", wait=2.0),
+                                  on_fatal=self._on_fatal)
+        self._watchdog.start()
+        self.boots += 1
+
+    def _renew(self, client: AgentClient, stop: threading.Event) -> None:
+        while not stop.wait(self._lease / 4):
+            try:
+                client.call("renew", wait=self._lease)
+            except AutotuneError:
+                if client.failed is not None:
+                    return
+
+    def _on_fatal(self, reason: str) -> None:
+        """Watchdog verdict: fail every call in flight, and make sure the VM is down."""
+        if self._dead is not None:
+            return
+        self._dead = reason
+        err = TargetCrashed(f"lab kernel {self.kernel().release}: {reason}; the lab restarts on "
+                            f"next use (console log: {self.lab.files.console})")
+        self._crashed.set()
+        for c in (self._client, self._beat):
+            if c is not None:
+                c.fail(err)
+        self.lab.stop(grace=1.0)
+
+    def _shutdown_session(self, *, polite: bool) -> None:
+        self._stop_renew.set()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        for c in (self._client, self._beat):
+            if c is not None and polite:
+                c.close()
+            elif c is not None:
+                c.fail(AutotuneError("lab session ended"))
+
+    def restart(self) -> None:
+        """Power-cycle the VM and reconnect: a fresh kernel, no knobs, no processes."""
+        self._shutdown_session(polite=False)
+        self.lab.stop()
+        self._progress("restarting the lab VM")
+        self._boot()
+
+    def close(self) -> None:
+        try:
+            self._shutdown_session(polite=self._dead is None)
+        finally:
+            if self.lab.detached:
+                if self._dead is not None:
+                    self.lab.stop()
+            else:
+                self.lab.close()
+
+    @property
+    def crashed(self) -> str | None:
+        """The reason of the last crash if the lab has not been restarted since."""
+        return self._dead
+
+    def events(self) -> list[KernelEvent]:
+        """Kernel warnings and fatal events seen on this boot's console."""
+        return list(self._watchdog.events) if self._watchdog else []
+
+    def health(self) -> dict[str, Any]:
+        res: dict[str, Any] = self._call("health")
+        return res | {"events": [e.reason for e in self.events()]}
+
+    # RPC -------------------------------------------------------------------------------
+
+    def _call(self, method: str, *, wait: float = CALL_WAIT, **params: Any) -> Any:
+        if self._dead is not None:
+            self.restart()
+        assert self._client is not None
+        try:
+            return self._client.call(method, wait=wait, **params)
+        except TargetCrashed as e:
+            # The connection can drop a moment before the watchdog names the cause.
+            if self._crashed.wait(3.0) and self._dead is not None:
+                raise TargetCrashed(f"{method} failed: lab kernel {self.kernel().release}: "
+                                    f"{self._dead} (console log: {self.lab.files.console})") \
+                    from None
+            self._on_fatal(str(e))
+            raise
+
+    # Target ------------------------------------------------------------------------------
+
+    def kernel(self) -> KernelInfo:
+        return KernelInfo.model_validate(self.info["kernel"])
+
+    def knobs(self) -> list[Knob]:
+        return [Knob.model_validate(k) for k in self._call("knobs")]
+
+    @property
+    def control(self) -> RemoteControl:
+        return self._control
+
+    def cpu_count(self) -> int:
+        n: int = self._call("cpu_count")
+        return n
+
+    def which(self, program: str) -> str | None:
+        path: str | None = self._call("which", program=program)
+        return path
+
+    def make_workdir(self, prefix: str) -> str:
+        path: str = self._call("make_workdir", prefix=prefix)
+        return path
+
+    def write_file(self, path: str, text: str) -> None:
+        self._call("write_file", path=path, text=text)
+
+    def free_port(self) -> int:
+        port: int = self._call("free_port")
+        return port
+
+    def spawn(self, argv: Sequence[str], *, cpus: Sequence[int] | None = None,
+              cwd: str | None = None) -> ProcessHandle:
+        ident: int = self._call("spawn", argv=list(argv), cpus=list(cpus) if cpus else None,
+                                cwd=cwd)
+        self._handles.add(ident)
+        return ProcessHandle(ident, tuple(argv))
+
+    def run(self, argv: Sequence[str], *, timeout: float, cpus: Sequence[int] | None = None,
+            cwd: str | None = None) -> CommandResult:
+        res = self._call("run", wait=timeout + 30, argv=list(argv), timeout=timeout,
+                         cpus=list(cpus) if cpus else None, cwd=cwd)
+        return CommandResult(**res)
+
+    def _current(self, handle: ProcessHandle) -> bool:
+        """False for a handle from an earlier boot: that process died with its kernel."""
+        return self._dead is None and handle.ident in self._handles
+
+    def alive(self, handle: ProcessHandle) -> bool:
+        return self._current(handle) and bool(self._call("alive", ident=handle.ident))
+
+    def cpu_seconds(self, handle: ProcessHandle) -> float:
+        return float(self._call("cpu_seconds", ident=handle.ident)) if self._current(handle) \
+            else 0.0
+
+    def stop(self, handle: ProcessHandle, *, grace: float = 5.0) -> None:
+        if self._current(handle):
+            self._call("stop", wait=grace + 30, ident=handle.ident, grace=grace)
+        self._handles.discard(handle.ident)
