@@ -1,0 +1,163 @@
+"""Render a catalog site into BPF C and compile it, cached by (template, site) hash.
+
+The C lives in real template files (``templates/*.bpf.c``); a site contributes only a
+block of ``#define`` lines computed here from its catalog data. Identical inputs give an
+identical object name, so the lab image can carry precompiled objects and the guest,
+which has no clang, finds them by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from autotune.core import expr
+from autotune.core.catalog import Knob, MemoryLocation, Site
+from autotune.core.errors import BadInputError, EnvironmentProblem
+from kernel_runtime.sie.registers import reg_index
+
+TEMPLATES = {
+    "register": "register.bpf.c",
+    "memory": "memory.bpf.c",
+    "flags": "flags.bpf.c",
+    "save-recompute": "save_recompute.bpf.c",
+}
+SPAN_TEMPLATE = "span.bpf.c"
+COMMON_HEADER = "sie_common.bpf.h"
+_BITS = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "u64": 64, "s64": 64}
+_SIZE_WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+_RECOMPUTE = {"shl": "<<", "shr": ">>", "and": "&", "or": "|", "add": "+", "mul": "*"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The C source of one site program and the name its object is cached under."""
+
+    template: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:20]
+
+    @property
+    def object_name(self) -> str:
+        return f"{self.digest}.o"
+
+
+def template_text(name: str) -> str:
+    return resources.files("kernel_runtime.sie").joinpath("templates").joinpath(name).read_text()
+
+
+def _mask(width: str) -> int:
+    return (1 << _BITS[width]) - 1
+
+
+def site_width(site: Site) -> str:
+    if isinstance(site.location, MemoryLocation):
+        return _SIZE_WIDTH[site.location.size]
+    return site.width
+
+
+def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
+    width = site_width(site)
+    mask = _mask(width)
+    iv = expr.parse(site.expr)
+    defs = {
+        "SIE_SITE": str(index),
+        "SIE_MASK": f"{mask:#x}ULL",
+        "SIE_EXPECTED": f"{site.expected_default & mask:#x}ULL",
+        "SIE_IV(v)": iv.to_c("(v)"),
+    }
+    where = f"knob {knob.name!r} site {site.function}+{site.probe_offset:#x}"
+    if site.synthesis == "register":
+        if not isinstance(site.location, str) or site.location == "flags":
+            raise BadInputError(f"{where}: a register site needs a register location")
+        defs["SIE_REG"] = str(reg_index(site.location))
+        defs["SIE_MERGE"] = "1" if _BITS[width] < 32 else "0"
+    elif site.synthesis == "memory":
+        if not isinstance(site.location, MemoryLocation):
+            raise BadInputError(f"{where}: a memory site needs {{base_reg, disp, size}}")
+        defs["SIE_BASE_REG"] = str(reg_index(site.location.base_reg))
+        defs["SIE_DISP"] = f"({site.location.disp})"
+        defs["SIE_SIZE"] = str(site.location.size)
+    elif site.synthesis == "flags":
+        if site.compare_operand is None:
+            raise BadInputError(f"{where}: a flags site needs compare_operand (the compared register)")
+        defs["SIE_OPERAND_REG"] = str(reg_index(site.compare_operand))
+        defs["SIE_BITS"] = str(_BITS[width])
+    else:
+        if site.recompute_op is None or site.save_offset is None or not isinstance(site.location, str):
+            raise BadInputError(f"{where}: a save-recompute site needs a register location, "
+                                "save_offset and recompute_op")
+        if knob.default is None:
+            raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
+        defs["SIE_REG"] = str(reg_index(site.location))
+        defs["SIE_RECOMPUTE(s, iv)"] = f"((__u64)(s) {_RECOMPUTE[site.recompute_op]} (__u64)(iv))"
+        defs["SIE_EXPECTED_IV"] = f"{iv.evaluate(knob.default, width):#x}ULL"
+    return defs
+
+
+def _with_defines(defs: dict[str, str], template: str) -> str:
+    lines = [f"#define {name} {value}" for name, value in defs.items()]
+    return "/* rendered by kernel_runtime.sie.render: do not edit */\n" + "\n".join(lines) + \
+        "\n" + template_text(COMMON_HEADER) + \
+        template_text(template).replace('#include "sie_common.bpf.h"\n', "")
+
+
+def render_site(knob: Knob, site: Site, index: int) -> Rendered:
+    """The complete C of the program for ``site`` (the ``index``-th of ``knob``)."""
+    template = TEMPLATES[site.synthesis]
+    return Rendered(template, _with_defines(_defines(knob, site, index), template))
+
+
+def render_span() -> Rendered:
+    """The safe-span enter/exit programs (per-task transitions) of any knob."""
+    defs = {"SIE_SITE": "0", "SIE_MASK": "0ULL", "SIE_EXPECTED": "0ULL", "SIE_IV(v)": "(v)"}
+    return Rendered(SPAN_TEMPLATE, _with_defines(defs, SPAN_TEMPLATE))
+
+
+def vmlinux_header(btf: Path, cache: Path) -> Path:
+    """``vmlinux.h`` dumped from a kernel's BTF (a BTF-carrying ELF or /sys/kernel/btf/vmlinux)."""
+    bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+    if bpftool is None:
+        raise EnvironmentProblem("bpftool not found: apt-get install -y bpftool")
+    out = cache / "vmlinux.h"
+    if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([bpftool, "btf", "dump", "file", str(btf), "format", "c"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EnvironmentProblem(f"bpftool could not read BTF from {btf}: {proc.stderr.strip()}")
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(proc.stdout)
+        tmp.replace(out)
+    return out
+
+
+def compile_object(rendered: Rendered, *, btf: Path, cache: Path) -> Path:
+    """Compile (once) with clang -target bpf, CO-RE against ``btf``; return the object path."""
+    obj = cache / rendered.object_name
+    if obj.exists():
+        return obj
+    clang = shutil.which("clang")
+    if clang is None:
+        raise EnvironmentProblem(f"no precompiled {obj.name} and no clang here: "
+                                 "apt-get install -y clang, or rebuild the lab image")
+    header = vmlinux_header(btf, cache)
+    with tempfile.TemporaryDirectory(prefix="sie-build-") as tmp:
+        src = Path(tmp) / f"{rendered.digest}.bpf.c"
+        src.write_text(rendered.source)
+        out = Path(tmp) / obj.name
+        proc = subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                               f"-I{header.parent}", "-c", str(src), "-o", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EnvironmentProblem(f"clang failed on {rendered.template}: {proc.stderr.strip()[:2000]}")
+        out.replace(obj)
+    return obj

@@ -1,0 +1,209 @@
+"""Attach, drive and detach one SIE knob: pinned programs, value maps and counters.
+
+Everything lives pinned under ``/sys/fs/bpf/autotune/<KNOB>/`` (links and maps), so a
+knob loaded by one process (``autotune knob load``) is changed by another (``knob set``)
+with a plain map update, and survives until ``unload`` removes the pins.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from autotune.core.catalog import Knob, SafeSpan
+from autotune.core.errors import BadInputError, EnvironmentProblem
+from kernel_runtime.backend import Scope
+from kernel_runtime.sie import module
+from kernel_runtime.sie.libbpf import BpfObject, PinnedMap, possible_cpus
+from kernel_runtime.sie.render import Rendered, render_site, render_span
+
+BPFFS = Path("/sys/fs/bpf")
+PIN_ROOT = BPFFS / "autotune"
+KPROBE_LIST = Path("/sys/kernel/debug/kprobes/list")
+Mode = Literal["immediate", "per-task"]
+MODES: dict[str, int] = {"immediate": 0, "per-task": 1}
+_SCOPE_KIND = {"global": 0, "cgroup": 1, "pid": 2}
+_KEY, _VAL, _CTL, _COUNT = "<IIQ", "<qQ", "<QII", "<QQQQ"
+COUNTERS = ("hits", "applied", "mismatches", "refused")
+
+ObjectFor = Callable[[Rendered], Path]
+
+
+@dataclass(frozen=True)
+class Kallsyms:
+    """Function start addresses of the running kernel (root sees real addresses)."""
+
+    table: dict[str, list[int]]
+
+    @classmethod
+    def read(cls, path: Path = Path("/proc/kallsyms")) -> Kallsyms:
+        table: dict[str, list[int]] = {}
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in "tTwW":
+                table.setdefault(parts[2], []).append(int(parts[0], 16))
+        return cls(table)
+
+    def address(self, function: str) -> int:
+        found = self.table.get(function, [])
+        if len(found) != 1 or found[0] == 0:
+            why = "not in /proc/kallsyms" if not found else (
+                "hidden (addresses read as 0: run as root)" if found[0] == 0 else
+                f"defined {len(found)} times")
+            raise EnvironmentProblem(f"function {function!r} {why}: the catalog does not fit this kernel")
+        return found[0]
+
+
+def pin_dir(knob: str) -> Path:
+    return PIN_ROOT / knob
+
+
+def is_loaded(knob: str) -> bool:
+    return (pin_dir(knob) / "sie_ctl").exists()
+
+
+def _scope_key(scope: Scope) -> bytes:
+    return struct.pack(_KEY, _SCOPE_KIND[scope.kind], 0, scope.ident if scope.kind != "global" else 0)
+
+
+def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> None:
+    """Load and attach every site (and safe span, in per-task mode); nothing applies yet."""
+    if not BPFFS.is_mount():
+        raise EnvironmentProblem(f"bpffs not mounted: run 'mount -t bpf bpf {BPFFS}'")
+    where = pin_dir(knob.name)
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        for i, site in enumerate(knob.sites):
+            address = syms.address(site.function) + site.probe_offset
+            obj = BpfObject(object_for(render_site(knob, site, i)), where)
+            try:
+                module.register(address, site)
+                obj.attach_kprobe("sie_site", site.function, site.probe_offset, where / f"link_site{i}")
+                if site.synthesis == "save-recompute":
+                    assert site.save_offset is not None
+                    obj.attach_kprobe("sie_save", site.function, site.save_offset,
+                                      where / f"link_site{i}_save")
+            finally:
+                obj.close()
+        if mode == "per-task":
+            _attach_spans(knob, object_for, syms, where)
+        ctl = PinnedMap(where / "sie_ctl")
+        try:
+            ctl.update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
+        finally:
+            ctl.close()
+    except BaseException:
+        detach(knob, syms)
+        raise
+
+
+def _attach_spans(knob: Knob, object_for: ObjectFor, syms: Kallsyms, where: Path) -> None:
+    spans: list[SafeSpan] = []
+    for site in knob.sites:
+        spans.extend(s for s in site.safe_spans if s not in spans)
+    if not spans:
+        raise BadInputError(f"knob {knob.name!r} has no safe spans: load it with --mode immediate")
+    for j, span in enumerate(spans):
+        obj = BpfObject(object_for(render_span()), where)
+        try:
+            obj.attach_kprobe("sie_span_enter", span.function, span.start, where / f"link_span{j}_in")
+            if span.end == _function_size(span.function, syms):
+                obj.attach_kprobe("sie_span_exit", span.function, 0, where / f"link_span{j}_out",
+                                  retprobe=True)
+            else:
+                obj.attach_kprobe("sie_span_exit", span.function, span.end, where / f"link_span{j}_out")
+        finally:
+            obj.close()
+
+
+def _function_size(function: str, syms: Kallsyms) -> int:
+    """Distance to the next symbol: a span ending there ends at every return (kretprobe)."""
+    start = syms.address(function)
+    later = [a for addrs in syms.table.values() for a in addrs if a > start]
+    return min(later) - start if later else -1
+
+
+def detach(knob: Knob, syms: Kallsyms) -> None:
+    """Remove every pin of the knob (detaching its probes) and its module slots."""
+    where = pin_dir(knob.name)
+    if where.exists():
+        for link in sorted(where.glob("link_*")):
+            link.unlink()
+        for pinned in where.iterdir():
+            pinned.unlink()
+        where.rmdir()
+    for site in knob.sites:
+        try:
+            module.unregister(syms.address(site.function) + site.probe_offset)
+        except EnvironmentProblem:
+            continue
+
+
+def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
+    ctl = PinnedMap(pin_dir(knob) / "sie_ctl")
+    raw = ctl.lookup(struct.pack("<I", 0), struct.calcsize(_CTL))
+    assert raw is not None
+    return ctl, struct.unpack(_CTL, raw)
+
+
+def set_value(knob: str, value: int | None, scope: Scope) -> int:
+    """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch."""
+    ctl, (epoch, disabled, mode) = _ctl(knob)
+    values = PinnedMap(pin_dir(knob) / "sie_values")
+    try:
+        epoch += 1
+        if value is None:
+            values.delete(_scope_key(scope))
+        else:
+            values.update(_scope_key(scope), struct.pack(_VAL, value, epoch))
+        ctl.update(struct.pack("<I", 0), struct.pack(_CTL, epoch, disabled, mode))
+        return epoch
+    finally:
+        values.close()
+        ctl.close()
+
+
+def get_value(knob: str, scope: Scope) -> int | None:
+    values = PinnedMap(pin_dir(knob) / "sie_values")
+    try:
+        raw = values.lookup(_scope_key(scope), struct.calcsize(_VAL))
+    finally:
+        values.close()
+    return None if raw is None else int(struct.unpack(_VAL, raw)[0])
+
+
+def control(knob: str) -> dict[str, int]:
+    ctl, (epoch, disabled, mode) = _ctl(knob)
+    ctl.close()
+    return {"epoch": epoch, "disabled": disabled, "mode": mode}
+
+
+def counters(knob: str, sites: int) -> list[dict[str, int]]:
+    """Per-site hits / applied / mismatches / refused, summed over CPUs."""
+    counts = PinnedMap(pin_dir(knob) / "sie_counts")
+    ncpu, size = possible_cpus(), struct.calcsize(_COUNT)
+    out: list[dict[str, int]] = []
+    try:
+        for i in range(sites):
+            raw = counts.lookup(struct.pack("<I", i), ncpu * size) or b"\0" * ncpu * size
+            totals = [0, 0, 0, 0]
+            for cpu in range(ncpu):
+                for k, v in enumerate(struct.unpack_from(_COUNT, raw, cpu * size)):
+                    totals[k] += v
+            out.append(dict(zip(COUNTERS, totals, strict=True)))
+    finally:
+        counts.close()
+    return out
+
+
+def optimized(addresses: list[int]) -> list[bool | None]:
+    """Whether the kprobe at each address is jump-optimized (None: debugfs not mounted)."""
+    try:
+        lines = KPROBE_LIST.read_text().splitlines()
+    except OSError:
+        return [None for _ in addresses]
+    state = {int(line.split()[0], 16): "[OPTIMIZED]" in line for line in lines if line.strip()}
+    return [state.get(a, False) for a in addresses]
