@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "apply": "autotune.cli.policy_cmd:apply",
     "revert": "autotune.cli.policy_cmd:revert",
     "knob": "autotune.cli.knob_cmd:knob",
+    "lab": "autotune.cli.lab_cmd:lab",
 }
 SHORT_HELP: dict[str, str] = {
     "run": "Run a tuning study for a workload.",
@@ -28,6 +29,7 @@ SHORT_HELP: dict[str, str] = {
     "apply": "Enact a policy file on this machine's kernel.",
     "revert": "Undo every applied policy and any write a dead run left behind.",
     "knob": "List, set and inspect individual knobs.",
+    "lab": "Build, start and enter the lab VM (a real 6.12 kernel under QEMU).",
 }
 
 
