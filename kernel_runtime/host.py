@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -10,12 +11,16 @@ from pathlib import Path
 
 from autotune.core.catalog import Knob
 from autotune.core.kernel import KernelInfo, running_kernel
+from kernel_runtime.backend import Backend
 from kernel_runtime.controller import KnobController
 from kernel_runtime.journal import Journal, SessionKind
 from kernel_runtime.paths import state_dir
 from kernel_runtime.processes import ProcessTable, free_loopback_port
+from kernel_runtime.sie import SieBackend
 from kernel_runtime.target import CommandResult, ProcessHandle, Target
 from kernel_runtime.tunables import DebugfsBackend, SysctlBackend, curated_knobs
+
+log = logging.getLogger(__name__)
 
 
 def default_journal() -> Journal:
@@ -23,9 +28,18 @@ def default_journal() -> Journal:
 
 
 def local_controller(kind: SessionKind = "transient") -> KnobController:
-    """A controller over this machine's backends and its on-disk journal."""
-    return KnobController(backends={"sysctl": SysctlBackend(), "debugfs": DebugfsBackend()},
-                          journal=default_journal(), kind=kind)
+    """A controller over this machine's backends and its on-disk journal.
+
+    The SIE backend joins only when the running kernel can do SIE and has a catalog;
+    otherwise it is left out and the reason logged (its knobs then report it as unusable).
+    """
+    backends: dict[str, Backend] = {"sysctl": SysctlBackend(), "debugfs": DebugfsBackend()}
+    sie = SieBackend.for_running_kernel()
+    if isinstance(sie, str):
+        log.info("SIE backend left out: %s", sie)
+    else:
+        backends["sie"] = sie
+    return KnobController(backends=backends, journal=default_journal(), kind=kind)
 
 
 class HostTarget(Target):
@@ -43,7 +57,8 @@ class HostTarget(Target):
         return self._kernel
 
     def knobs(self) -> list[Knob]:
-        return curated_knobs()
+        sie = self._control.backends.get("sie")
+        return curated_knobs() + (sie.catalog.knobs if isinstance(sie, SieBackend) else [])
 
     @property
     def control(self) -> KnobController:

@@ -15,9 +15,9 @@ from typing import Any
 from autotune.core.catalog import Catalog, Knob
 from autotune.core.errors import AutotuneError, EnvironmentProblem
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
+from kernel_runtime.features import probe_features
 from kernel_runtime.sie import artifacts, module, runtime
 from kernel_runtime.sie.render import Rendered, compile_object
-from kernel_runtime.sie.support import unsupported_reason
 
 
 class SieBackend(Backend):
@@ -35,10 +35,13 @@ class SieBackend(Backend):
     @classmethod
     def for_running_kernel(cls) -> SieBackend | str:
         """The backend for this kernel, or the reason SIE cannot work here."""
-        reason = unsupported_reason()
-        if reason:
-            return reason
-        catalog = artifacts.catalog_for(platform.release())
+        features = probe_features()
+        if not features.sie_ready:
+            return features.explain()
+        try:
+            catalog = artifacts.catalog_for(platform.release())
+        except AutotuneError as e:
+            return f"SIE catalog unusable: {e}"
         if catalog is None:
             return f"no SIE catalog for kernel {platform.release()}: run 'autotune analyze'"
         return cls(catalog=catalog)
