@@ -1,0 +1,57 @@
+"""What a study is asked to do: one deliberate config object, validated up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from autotune.core.errors import BadInputError
+
+Objective = Literal["throughput", "p99", "both"]
+OBJECTIVES: tuple[str, ...] = ("throughput", "p99", "both")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Inputs of one tuning study (also stored on the Optuna study for provenance)."""
+
+    workload: str = "redis"
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    target: str = "host"
+    study_name: str | None = None
+    storage: str | None = None
+    trials: int = 8
+    timeout: float | None = None
+    objective: Objective = "throughput"
+    repeats: int = 3
+    duration: float = 4.0
+    min_effect: float = 0.05
+    max_regression: float = 0.05
+    preflight_runs: int = 5
+    top_k: int = 2
+    validate_blocks: int = 4
+    knobs: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.objective in OBJECTIVES, f"objective {self.objective!r}; choose {', '.join(OBJECTIVES)}"),
+            (self.trials >= 1, f"--trials {self.trials}: need at least 1"),
+            (1 <= self.repeats <= 50, f"--repeats {self.repeats}: choose 1..50"),
+            (0.5 <= self.duration <= 3600, f"--duration {self.duration}: choose 0.5..3600 s"),
+            (0 < self.min_effect < 1, f"--min-effect {self.min_effect}: choose a fraction in (0, 1)"),
+            (0 <= self.max_regression < 1, f"--max-regression {self.max_regression}: choose [0, 1)"),
+            (3 <= self.preflight_runs <= 100, f"--preflight-runs {self.preflight_runs}: choose 3..100"),
+            (self.top_k >= 1, f"--top-k {self.top_k}: need at least 1"),
+            (2 <= self.validate_blocks <= 100, f"--validate-blocks {self.validate_blocks}: choose 2..100"),
+            (self.timeout is None or self.timeout > 0, f"--timeout {self.timeout}: must be positive"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BadInputError(msg)
+
+    def name(self) -> str:
+        return self.study_name or f"{self.workload}-{self.target}"
+
+    def primary(self) -> str:
+        return "p99_ms" if self.objective == "p99" else "throughput"

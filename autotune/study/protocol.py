@@ -1,0 +1,113 @@
+"""The measurement protocol's decisions: noise preflight, trial scores, final verdict.
+
+Pure functions over stored measurements, so a study's verdict can be recomputed from the
+Optuna storage alone (and unit-tested without a kernel).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from autotune.core.errors import NoiseTooHighError
+from autotune.study.config import StudyConfig
+from autotune.study.stats import (
+    Effect,
+    bootstrap_effect,
+    cv,
+    geometric_mean,
+    outliers,
+    pair_noise,
+    repeats_needed,
+)
+from autotune.study.worker import Pair
+
+BETTER_HIGHER = {"throughput": True, "p99_ms": False}
+
+
+def preflight(runs: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]:
+    """Judge baseline noise against the requested minimum effect; refuse with advice."""
+    metric = config.primary()
+    values = [float(r[metric]) for r in runs]
+    noise = pair_noise(values)
+    needed = repeats_needed(noise, config.min_effect)
+    report = {"metric": metric, "values": values, "cv": cv(values), "pair_noise": noise,
+              "repeats_needed": needed, "repeats": config.repeats,
+              "outliers": outliers(values)}
+    if needed > config.repeats:
+        raise NoiseTooHighError(
+            f"baseline {metric} noise {noise:.1%} (CV {report['cv']:.1%}) needs {needed} repeats to "
+            f"resolve a {config.min_effect:.0%} effect, but --repeats is {config.repeats}: "
+            f"rerun with --repeats {needed}, or --min-effect {_effect_for(noise, config.repeats):.2f}, "
+            "or a longer --duration on a quieter machine")
+    return report
+
+
+def _effect_for(noise: float, repeats: int) -> float:
+    """Smallest effect the given repeats can resolve at this noise."""
+    return math.expm1(1.959964 * noise / math.sqrt(repeats)) + 0.005
+
+
+def trial_values(pairs: list[Pair], config: StudyConfig) -> list[float]:
+    """Objective values of a trial: geometric-mean ratios to adjacent baselines."""
+    thr = geometric_mean([p.ratio("throughput") for p in pairs])
+    p99 = geometric_mean([p.ratio("p99_ms") for p in pairs])
+    return {"throughput": [thr], "p99": [p99], "both": [thr, p99]}[config.objective]
+
+
+def constraint(pairs: list[Pair], config: StudyConfig) -> list[float]:
+    """Optuna constraint (feasible when <= 0): the secondary metric may not regress too far."""
+    if config.objective == "throughput":
+        return [geometric_mean([p.ratio("p99_ms") for p in pairs]) - (1 + config.max_regression)]
+    if config.objective == "p99":
+        return [(1 - config.max_regression) - geometric_mean([p.ratio("throughput") for p in pairs])]
+    return [0.0]
+
+
+def effects(pairs: list[Pair], seed: int = 0) -> dict[str, Effect]:
+    return {m: bootstrap_effect([p.ratio(m) for p in pairs], seed=seed) for m in BETTER_HIGHER}
+
+
+def improves(effect: Effect, metric: str) -> bool:
+    """The 95% CI lies wholly on the good side of no change."""
+    return effect.low > 0 if BETTER_HIGHER[metric] else effect.high < 0
+
+
+def regresses_beyond(effect: Effect, metric: str, limit: float) -> bool:
+    """Point estimate worse than the allowed regression."""
+    return -effect.effect > limit if BETTER_HIGHER[metric] else effect.effect > limit
+
+
+def decide(validations: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]:
+    """Pick the policy to ship: a validated candidate whose CI excludes no change, else default.
+
+    Candidates are judged on fresh validation pairs only, never on the search's own samples
+    (which are biased upward by selection: the winner's curse).
+    """
+    primary = config.primary()
+    secondary = "p99_ms" if primary == "throughput" else "throughput"
+    best: dict[str, Any] | None = None
+    reasons = []
+    for v in validations:
+        eff = {m: Effect(**{k: v["effects"][m][key] for k, key in
+                            (("effect", "effect"), ("low", "ci_low"), ("high", "ci_high"), ("n", "n"))})
+               for m in BETTER_HIGHER}
+        if not improves(eff[primary], primary):
+            reasons.append(f"trial {v['trial']}: {primary} CI [{eff[primary].low:+.1%}, "
+                           f"{eff[primary].high:+.1%}] includes no change")
+            continue
+        if config.objective != "both" and regresses_beyond(eff[secondary], secondary, config.max_regression):
+            reasons.append(f"trial {v['trial']}: {secondary} regresses {eff[secondary].effect:+.1%}")
+            continue
+        gain = eff[primary].effect if BETTER_HIGHER[primary] else -eff[primary].effect
+        if best is None or gain > best["gain"]:
+            best = {"gain": gain, "validation": v}
+    if best is None:
+        return {"verdict": "no-change", "params": {}, "trial": None, "reasons": reasons,
+                "summary": "no candidate beat the defaults with 95% confidence: the policy is the default"}
+    v = best["validation"]
+    return {"verdict": "improved", "params": v["params"], "trial": v["trial"], "reasons": reasons,
+            "effects": v["effects"],
+            "summary": f"trial {v['trial']} improves {primary} by {best['gain']:+.1%} "
+                       f"(95% CI in validation: {v['effects'][primary]['ci_low']:+.1%} .. "
+                       f"{v['effects'][primary]['ci_high']:+.1%})"}
