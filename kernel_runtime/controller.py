@@ -108,6 +108,7 @@ class KnobController:
                 raise AutotuneError(f"revert incomplete: {'; '.join(errors)}; "
                                     "retry with 'autotune revert'")
             self.journal.close_session(self._session)
+            self.journal.compact()
             self._session = None
 
     def recover(self, *, include_policies: bool = False) -> list[str]:

@@ -55,13 +55,15 @@ def trial_values(pairs: list[Pair], config: StudyConfig) -> list[float]:
     return {"throughput": [thr], "p99": [p99], "both": [thr, p99]}[config.objective]
 
 
-def constraint(pairs: list[Pair], config: StudyConfig) -> list[float]:
-    """Optuna constraint (feasible when <= 0): the secondary metric may not regress too far."""
+def constraint(pairs: list[Pair], config: StudyConfig) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0): the secondary metric may not regress too far."""
     if config.objective == "throughput":
-        return [geometric_mean([p.ratio("p99_ms") for p in pairs]) - (1 + config.max_regression)]
+        return {"p99_regression": geometric_mean([p.ratio("p99_ms") for p in pairs])
+                - (1 + config.max_regression)}
     if config.objective == "p99":
-        return [(1 - config.max_regression) - geometric_mean([p.ratio("throughput") for p in pairs])]
-    return [0.0]
+        return {"throughput_regression": (1 - config.max_regression)
+                - geometric_mean([p.ratio("throughput") for p in pairs])}
+    return {}
 
 
 def effects(pairs: list[Pair], seed: int = 0) -> dict[str, Effect]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import optuna
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 from autotune.core.catalog import Knob
 from autotune.core.errors import AutotuneError, BadInputError, MeasurementError
 from autotune.executors.base import Executor, Job, JobResult
@@ -32,15 +34,9 @@ def _directions(config: StudyConfig) -> list[str]:
             "both": ["maximize", "minimize"]}[config.objective]
 
 
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    value: list[float] = trial.user_attrs.get(ATTR + "constraint", [0.0])
-    return value
-
-
 def open_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study; refuse to resume one with other objectives."""
-    sampler = optuna.samplers.TPESampler(seed=config.seed, constant_liar=True,
-                                         constraints_func=_constraints, n_startup_trials=4)
+    sampler = optuna.samplers.TPESampler(seed=config.seed, constant_liar=True, n_startup_trials=4)
     storage = open_storage(config.storage)
     try:
         study = optuna.create_study(study_name=config.name(), storage=storage, sampler=sampler,
@@ -146,7 +142,8 @@ class StudyRunner:
             self._log(f"trial {trial.number} failed: {result.error}")
             return False
         trial.set_user_attr(ATTR + "pairs", [p.to_json() for p in result.pairs])
-        trial.set_user_attr(ATTR + "constraint", protocol.constraint(result.pairs, self.config))
+        for key, value in protocol.constraint(result.pairs, self.config).items():
+            trial.set_constraint(key, value)
         self.study.tell(trial, protocol.trial_values(result.pairs, self.config))
         return True
 
@@ -164,7 +161,7 @@ class StudyRunner:
     def candidates(self) -> list[optuna.trial.FrozenTrial]:
         """Top-K feasible trials by the primary objective (Pareto front first for 'both')."""
         complete = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                    and all(c <= 0 for c in _constraints(t))]
+                    and all(c <= 0 for c in t.constraints.values())]
         pool = self.study.best_trials if self.config.objective == "both" else complete
         pool = [t for t in pool if t in complete] or complete
         higher = self.config.objective != "p99"

@@ -1,0 +1,63 @@
+"""``autotune run``: one tuning study for a workload on a target."""
+
+from __future__ import annotations
+
+import click
+
+from autotune.cli.options import interrupt_on_sigterm, parse_kv
+
+EPILOG = """\b
+Examples:
+  autotune run --workload redis
+  autotune run --workload redis --target host --trials 20 --repeats 4
+  autotune run --workload redis --objective both -o clients=100 -o pipeline=8
+  autotune run --workload redis --knob net.core.busy_read --knob net.core.busy_poll
+  autotune run --workload redis --study nightly-redis --storage postgresql://u:p@db/autotune
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--workload", "-w", default="redis", show_default=True, help="Workload to tune.")
+@click.option("--workload-option", "-o", "wopts", multiple=True, metavar="KEY=VALUE",
+              help="Workload setting, e.g. clients=50, pipeline=1, value_size=64, tests=set,get.")
+@click.option("--target", default="auto", show_default=True,
+              help="Kernel to tune: host, lab, or auto (host if it can do SIE, else lab).")
+@click.option("--trials", default=8, show_default=True, help="New trials in this session.")
+@click.option("--timeout", type=float, default=None, help="Stop searching after this many seconds.")
+@click.option("--objective", type=click.Choice(["throughput", "p99", "both"]), default="throughput",
+              show_default=True, help="What to improve; 'both' searches the Pareto front.")
+@click.option("--repeats", default=3, show_default=True, help="Baseline/candidate pairs per trial.")
+@click.option("--duration", default=4.0, show_default=True, help="Seconds per workload run.")
+@click.option("--min-effect", default=0.05, show_default=True,
+              help="Smallest relative effect worth detecting (drives the noise preflight).")
+@click.option("--max-regression", default=0.05, show_default=True,
+              help="Allowed regression of the other metric (p99 or throughput).")
+@click.option("--preflight-runs", default=5, show_default=True, help="Baseline runs to judge noise.")
+@click.option("--top-k", default=2, show_default=True, help="Candidates re-validated at the end.")
+@click.option("--validate-blocks", default=4, show_default=True,
+              help="Fresh pairs per validated candidate (the CI comes from these only).")
+@click.option("--knob", "knob_names", multiple=True, help="Tune only these knobs (repeatable).")
+@click.option("--study", "study_name", default=None, help="Study name; an existing one resumes.")
+@click.option("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the data dir).")
+@click.option("--seed", type=int, default=None, help="Sampler seed, for reproducible searches.")
+def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout: float | None,
+        objective: str, repeats: int, duration: float, min_effect: float, max_regression: float,
+        preflight_runs: int, top_k: int, validate_blocks: int,
+        knob_names: tuple[str, ...], study_name: str | None, storage: str | None,
+        seed: int | None) -> None:
+    """Tune kernel knobs for WORKLOAD with Bayesian optimization and an honest protocol.
+
+    Every trial runs interleaved baseline/candidate pairs; the top candidates are
+    re-validated on fresh runs, and a policy ships only if its 95% CI excludes no change.
+    """
+    from autotune.study.config import StudyConfig
+    from autotune.study.session import run_study
+
+    interrupt_on_sigterm()
+    config = StudyConfig(workload=workload, workload_options=parse_kv(wopts), target=target,
+                         study_name=study_name, storage=storage, trials=trials, timeout=timeout,
+                         objective=objective, repeats=repeats, duration=duration,  # type: ignore[arg-type]
+                         min_effect=min_effect, max_regression=max_regression, knobs=knob_names,
+                         seed=seed, preflight_runs=preflight_runs, top_k=top_k,
+                         validate_blocks=validate_blocks)
+    run_study(config)
