@@ -80,7 +80,8 @@ def load_cached(build_id: str, names: list[str], oracle: bool) -> Result | None:
 def analyze(kernel: KernelFiles, *, names: list[str], oracle: bool, jobs: int,
             tsv: Path = PAPER_SEEDS, progress: Progress = _quiet, force: bool = False) -> Result:
     progress("reading symbols", 0, 0)
-    build_id = Image(kernel.vmlinux).build_id
+    image = Image(kernel.vmlinux)
+    build_id = image.build_id
     if not force and (hit := load_cached(build_id, names, oracle)) is not None:
         return hit
     progress("line table (cached per build-id)", 0, 0)
@@ -89,12 +90,12 @@ def analyze(kernel: KernelFiles, *, names: list[str], oracle: bool, jobs: int,
     seed_objs = seed_list(tsv, names, kernel.source, kernel.hz)
     macros = seeds.known_macros(kernel.hz)
     scales = {s.name: find_sites.scale_of(s, macros) for s in seed_objs}
-    found = find_sites.find(seed_objs, table, kernel.vmlinux, scales, jobs=jobs,
+    found = find_sites.find(seed_objs, table, image, scales, jobs=jobs,
                             on_function=lambda d, t: progress("symbolic spans", d, t))
     if oracle:
         from analysis import oracle as oracle_mod
 
-        oracle_mod.verify_all(kernel, found, jobs=jobs,
+        oracle_mod.verify_all(kernel, image, found, jobs=jobs,
                               progress=lambda d, t: progress("oracle recompiles", d, t))
     knobs: list[Knob] = []
     unsupported: list[UnsupportedKnob] = []

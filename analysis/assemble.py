@@ -81,7 +81,17 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
     unsafe = [r.unsafe for r in found.results if r.unsafe and r.site is not None]
     if unsafe:
         return unsupported(unsafe[0], len(sites))
+    report = found.oracle
+    if report is not None and report.problem:
+        return unsupported(f"oracle failed: {report.problem}", len(sites))
+    if report is not None and report.uncovered:
+        return unsupported(f"oracle: {len(report.uncovered)} changed immediates no site covers "
+                           f"({report.uncovered[0]}): tuning only some copies is unsafe",
+                           len(sites))
     if not sites:
+        if report is not None and report.refuted:
+            return unsupported(f"oracle refuted all {len(report.refuted)} candidate sites "
+                               f"({report.refuted[0]} ...)")
         if found.missing and not found.results:
             return unsupported(f"no code for its uses in vmlinux ({found.missing[0]} ...): "
                                "built as a module or compiled out", 0)
@@ -97,6 +107,10 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
     verified = sum(s.verified == "oracle" for s in sites)
     status = "oracle-verified" if verified == len(sites) else "found"
     detail = f"{len(sites)} sites" + (f", {verified} oracle-verified" if verified else "")
+    if report is not None:
+        detail += f"; oracle V={report.values[0]},{report.values[1]} {report.seconds:.0f}s"
+        if report.refuted:
+            detail += f", {len(report.refuted)} refuted and dropped"
     if found.missing:
         detail += f"; {len(found.missing)} uses without code in vmlinux"
     return knob, None, Coverage(seed.name, status, len(sites), detail)

@@ -148,8 +148,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One downloader per version directory across processes."""
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive across processes (one downloader, one image builder per version)."""
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -180,7 +180,7 @@ def fetch(packages: Sequence[str] = LAB_ROLES, *, version: KernelVersion | None 
     root = vdir / "root"
     root.mkdir(parents=True, exist_ok=True)
     names = [version.package_name(r) for r in packages]  # validates roles before any work
-    with _locked(vdir / ".fetch.lock"):
+    with file_lock(vdir / ".fetch.lock"):
         _atomic_write(vdir / "VERSION.json",
                       json.dumps(asdict(version) | {"release": version.release}) + "\n")
         for name in names:

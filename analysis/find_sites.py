@@ -12,12 +12,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis import candidates, disasm, sitebuild
 from analysis.elfimage import Function, Image
-from analysis.linetable import LineTable
+from analysis.linetable import LineTable, Row
 from analysis.seeds import Seed
+
+if TYPE_CHECKING:
+    from analysis.oracle import OracleReport
 
 FALLBACK_LINES = 3
 # below this, an exact immediate anywhere in a function is too likely a coincidence
@@ -31,6 +34,7 @@ class SeedSites:
     seed: Seed
     results: list[sitebuild.SiteResult] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # uses with no code in this image
+    oracle: OracleReport | None = None
 
 
 def scale_of(seed: Seed, macros: dict[str, int]) -> int:
@@ -43,13 +47,21 @@ def scale_of(seed: Seed, macros: dict[str, int]) -> int:
     return 1
 
 
-def _ranges(table: LineTable, file: str, line: int) -> tuple[list[tuple[int, int]], bool]:
+def _ranges(table: LineTable, file: str, line: int) -> tuple[list[Row], bool]:
     rows = table.rows(file, line)
     if rows:
-        return [(r.start, r.end) for r in rows], False
+        return rows, False
     near = [r for d in range(1, FALLBACK_LINES + 1) for ln in (line - d, line + d)
             for r in table.rows(file, ln)]
-    return [(r.start, r.end) for r in near], True
+    return near, True
+
+
+def _cu_of(rows: list[Row], addr: int, func: Function) -> str:
+    """The compile unit (-> the object the oracle recompiles) holding ``addr``."""
+    for r in rows:
+        if r.start <= addr < max(r.end, r.start + 1):
+            return r.cu
+    return next((r.cu for r in rows if func.start <= r.start < func.end), "")
 
 
 def collect(seeds: list[Seed], table: LineTable, image: Image,
@@ -63,7 +75,8 @@ def collect(seeds: list[Seed], table: LineTable, image: Image,
             continue
         seen: set[tuple[int, str]] = set()
         for use in seed.uses:
-            ranges, fallback = _ranges(table, use.file, use.line)
+            rows, fallback = _ranges(table, use.file, use.line)
+            ranges = [(r.start, r.end) for r in rows]
             if not ranges:
                 out[seed.name].missing.append(f"{use.file}:{use.line}")
                 continue
@@ -79,7 +92,8 @@ def collect(seeds: list[Seed], table: LineTable, image: Image,
                             seen.add((ins.address, text))
                             hits += 1
                             per_func[func].append((seed.name, candidates.Candidate(
-                                func, ins, text, width, why, f"{use.file}:{use.line}", fallback)))
+                                func, ins, text, width, why, f"{use.file}:{use.line}", fallback,
+                                _cu_of(rows, ins.address, func))))
             if hits or seed.default < WHOLE_FUNCTION_MIN:
                 continue
             # GCC moved the immediate to a line of an inlined header (or hoisted it): take
@@ -93,7 +107,7 @@ def collect(seeds: list[Seed], table: LineTable, image: Image,
                             func, ins, "V" if scales[seed.name] == 1 else f"V*{scales[seed.name]}",
                             "u32" if ins.imm_size <= 4 else "u64",
                             "exact value hoisted out of the use's line",
-                            f"{use.file}:{use.line}", True)))
+                            f"{use.file}:{use.line}", True, _cu_of(rows, ins.address, func))))
     return out, per_func
 
 
@@ -113,10 +127,9 @@ def _init_worker() -> None:
     logging.getLogger("angr").setLevel(logging.CRITICAL)
 
 
-def find(seeds: list[Seed], table: LineTable, vmlinux: Path, scales: dict[str, int], *,
+def find(seeds: list[Seed], table: LineTable, image: Image, scales: dict[str, int], *,
          jobs: int, on_function: Callable[[int, int], None] | None = None) -> dict[str, SeedSites]:
     """Run the whole pipeline; ``on_function(done, total)`` reports progress."""
-    image = Image(vmlinux)
     out, per_func = collect(seeds, table, image, scales)
     defaults = {s.name: s.default for s in seeds if s.default is not None}
     tasks = [(image.code(f), cands, defaults) for f, cands in per_func.items()]

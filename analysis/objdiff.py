@@ -1,0 +1,91 @@
+"""Which immediates change between builds of one object at different values of a constant.
+
+Functions are compared by name; their instruction streams are aligned on mnemonics (a new
+value may change an instruction's length and so every later branch target, but not the
+sequence of operations), and for each aligned non-branch instruction the immediates of the
+three builds are recorded when they differ. Unaligned stretches are reported too: the
+compiler chose different code, which no single-site expression can describe.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis import disasm
+
+
+@dataclass(frozen=True)
+class Change:
+    """One aligned instruction whose immediate differs between the builds."""
+
+    function: str
+    index: int          # position among the function's instructions (default build)
+    mnemonic: str
+    imms: tuple[int, ...]  # the immediate in each build, default first
+
+
+def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
+    """Every sized function symbol of a relocatable object, disassembled at offset 0."""
+    from elftools.elf.elffile import ELFFile
+
+    out: dict[str, list[disasm.Insn]] = {}
+    with open(obj, "rb") as fh:
+        elf = ELFFile(fh)
+        symtab = elf.get_section_by_name(".symtab")
+        if symtab is None:
+            return out
+        data: dict[int, bytes] = {}
+        for sym in symtab.iter_symbols():
+            if sym["st_info"]["type"] != "STT_FUNC" or sym["st_size"] == 0:
+                continue
+            shndx = sym["st_shndx"]
+            if not isinstance(shndx, int):
+                continue
+            if shndx not in data:
+                data[shndx] = elf.get_section(shndx).data()
+            code = data[shndx][sym["st_value"]:sym["st_value"] + sym["st_size"]]
+            out[sym.name] = disasm.disassemble(code, 0)
+    return out
+
+
+def _key(i: disasm.Insn) -> str:
+    return i.mnemonic
+
+
+def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list[str]]:
+    """(aligned immediate changes, functions whose code differs otherwise)."""
+    base = builds[0]
+    changes: list[Change] = []
+    reshaped: list[str] = []
+    for name, insns in base.items():
+        others = [b.get(name) for b in builds[1:]]
+        if any(o is None for o in others):
+            reshaped.append(name)
+            continue
+        aligned: dict[int, list[int]] = {}
+        differs = False
+        for other in others:
+            assert other is not None
+            sm = difflib.SequenceMatcher(None, [_key(i) for i in insns], [_key(i) for i in other],
+                                         autojunk=False)
+            for tag, a0, a1, b0, _ in sm.get_opcodes():
+                if tag != "equal":
+                    differs = True
+                    continue
+                for k in range(a1 - a0):
+                    aligned.setdefault(a0 + k, []).append(b0 + k)
+        for idx, partners in aligned.items():
+            if len(partners) != len(others) or insns[idx].branch:
+                continue
+            mine = insns[idx].imms
+            theirs = [o[p].imms for o, p in zip(others, partners, strict=True) if o is not None]
+            if any(t != mine for t in theirs) and all(len(t) == len(mine) for t in theirs):
+                for slot in range(len(mine)):
+                    column = (mine[slot], *(t[slot] for t in theirs))
+                    if len(set(column)) > 1:
+                        changes.append(Change(name, idx, insns[idx].mnemonic, column))
+        if differs:
+            reshaped.append(name)
+    return changes, reshaped
