@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "revert": "autotune.cli.policy_cmd:revert",
     "knob": "autotune.cli.knob_cmd:knob",
     "lab": "autotune.cli.lab_cmd:lab",
+    "analyze": "autotune.cli.analyze_cmd:analyze",
 }
 SHORT_HELP: dict[str, str] = {
     "run": "Run a tuning study for a workload.",
@@ -30,6 +31,7 @@ SHORT_HELP: dict[str, str] = {
     "revert": "Undo every applied policy and any write a dead run left behind.",
     "knob": "List, set and inspect individual knobs.",
     "lab": "Build, start and enter the lab VM (a real 6.12 kernel under QEMU).",
+    "analyze": "Catalog a kernel build's perf-consts from its DWARF binary.",
 }
 
 
