@@ -1,0 +1,28 @@
+"""The coverage table ``autotune analyze`` ends with: one row per seed, totals last."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+_STYLE = {"oracle-verified": "green", "found": "yellow", "unsupported": "red", "absent": "dim"}
+
+
+def coverage_table(rows: list[Any]) -> Any:
+    """A rich Table of ``analysis.assemble.Coverage`` rows (status, sites, detail)."""
+    from rich.table import Table
+
+    counts = Counter(r.status for r in rows)
+    present = len(rows) - counts["absent"]
+    with_sites = counts["found"] + counts["oracle-verified"]
+    title = (f"{with_sites}/{present} constants present in this kernel have sites "
+             f"({counts['oracle-verified']} oracle-verified, {counts['unsupported']} unsupported, "
+             f"{counts['absent']} absent)")
+    table = Table(title=title, title_justify="left")
+    table.add_column("constant")
+    table.add_column("status")
+    table.add_column("sites", justify="right")
+    table.add_column("detail / reason", overflow="fold")
+    for r in sorted(rows, key=lambda r: (list(_STYLE).index(r.status), r.name)):
+        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", str(r.sites), r.detail)
+    return table
