@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ class Agent:
         self.lapses: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         threading.Thread(target=self._watch_leases, name="lease-watcher", daemon=True).start()
 
     def hello(self, params: dict[str, Any]) -> tuple[Session, dict[str, Any]]:
@@ -67,7 +69,7 @@ class Agent:
         if params.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolError(f"agent speaks protocol {PROTOCOL_VERSION}, client "
                                 f"{params.get('protocol')}: rebuild the lab ('autotune lab build')")
-        session = Session(lease=float(params.get("lease", DEFAULT_LEASE)))
+        session = Session(spawner=self._spawner, lease=float(params.get("lease", DEFAULT_LEASE)))
         with self._lock:
             self.sessions[session.id] = session
         info = {"protocol": PROTOCOL_VERSION, "session": session.id, "agent": self.instance,

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import asdict
 from typing import Any
 
@@ -34,12 +35,13 @@ def _knobs(raw: list[dict[str, Any]]) -> list[Knob]:
 class Session:
     """What one client may do on the agent, bounded by its lease."""
 
-    def __init__(self, *, lease: float = DEFAULT_LEASE) -> None:
+    def __init__(self, *, spawner: Executor, lease: float = DEFAULT_LEASE) -> None:
         if not 0.5 <= lease <= 3600:
             raise BadInputError(f"lease {lease} s outside [0.5, 3600]")
         self.id = uuid.uuid4().hex[:12]
         self.target = HostTarget()
         self.lease = lease
+        self._spawner = spawner
         self.deadline = time.monotonic() + lease
         self.connected = True
         self.expired = False
@@ -120,7 +122,12 @@ class Session:
         return [asdict(s) for s in self.target.control.status()]
 
     def spawn(self, argv: list[str], cpus: list[int] | None = None, cwd: str | None = None) -> int:
-        handle = self.target.spawn(argv, cpus=cpus, cwd=cwd)
+        """Fork on the agent's one long-lived spawner thread.
+
+        Children get a parent-death signal, which Linux ties to the forking *thread*: forked
+        from a short-lived request thread, a server would die as soon as that thread ends.
+        """
+        handle = self._spawner.submit(self.target.spawn, argv, cpus=cpus, cwd=cwd).result()
         self._handles[handle.ident] = handle
         return handle.ident
 

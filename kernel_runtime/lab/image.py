@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from analysis.debian_kernel import KernelTree, KernelVersion, version_dir
+from analysis.debian_kernel import KernelTree, KernelVersion, file_lock, version_dir
 from autotune.core.errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
@@ -128,21 +128,24 @@ def build_image(version: KernelVersion, progress: Progress = lambda _: None) -> 
         if not Path(path).exists():
             raise EnvironmentProblem(f"{path} not found: apt-get install -y {package}")
     vdir = version_dir(version)
-    payload = sie_payload(vdir)
-    digest = _digest_inputs(tree, payload)
-    old = current_image(version)
-    if old is not None and old.digest == digest:
-        return old
-    initrd = vdir / "initramfs.cpio.zst"
-    with tempfile.TemporaryDirectory(dir=vdir, prefix=".initramfs-") as tmp:
-        stage = Path(tmp) / "root"
-        _assemble(stage, tree, payload, progress)
-        progress("packing the initramfs (cpio + zstd)")
-        _pack(stage, initrd)
-    image = LabImage(version=version, kernel=tree.vmlinuz, initrd=initrd, digest=digest)
-    (vdir / "image.json").write_text(json.dumps(
-        {"kernel": str(image.kernel), "initrd": str(initrd), "digest": digest}) + "\n")
-    return image
+    with file_lock(vdir / ".image.lock"):
+        payload = sie_payload(vdir)
+        digest = _digest_inputs(tree, payload)
+        old = current_image(version)
+        if old is not None and old.digest == digest:
+            return old
+        initrd = vdir / "initramfs.cpio.zst"
+        with tempfile.TemporaryDirectory(dir=vdir, prefix=".initramfs-") as tmp:
+            stage = Path(tmp) / "root"
+            _assemble(stage, tree, payload, progress)
+            progress("packing the initramfs (cpio + zstd)")
+            _pack(stage, initrd)
+        image = LabImage(version=version, kernel=tree.vmlinuz, initrd=initrd, digest=digest)
+        manifest = vdir / "image.json"
+        manifest.with_suffix(".tmp").write_text(json.dumps(
+            {"kernel": str(image.kernel), "initrd": str(initrd), "digest": digest}) + "\n")
+        os.replace(manifest.with_suffix(".tmp"), manifest)
+        return image
 
 
 def _assemble(stage: Path, tree: KernelTree, payload: list[tuple[Path, str]],

@@ -1,0 +1,133 @@
+"""The lab target end to end: a real Debian 6.12 kernel under QEMU, the real agent inside.
+
+One VM is booted for the whole module (about 10 s under TCG); the crash test runs last
+because it panics that VM and checks the target boots a fresh one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from analysis.debian_kernel import resolve_version
+from autotune.core.errors import BadInputError, LeaseLapsed, TargetCrashed
+from kernel_runtime.lab.target import LabTarget
+from kernel_runtime.lab.vm import Lab
+from workloads.redis import RedisOptions, RedisWorkload
+
+pytestmark = pytest.mark.lab
+
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabTarget]:
+    target = LabTarget(lab=Lab.private())  # never the shared lab a developer may be using
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+def read(lab: LabTarget, path: str) -> str:
+    res = lab.run(["cat", path], timeout=20)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_boot_and_hello(lab: LabTarget) -> None:
+    kernel = lab.kernel()
+    assert kernel.release == resolve_version().release
+    assert len(kernel.build_id) == 40 and int(kernel.build_id, 16)
+    assert kernel.config_hz == 250
+    assert lab.info["features"]["missing"] == {}
+    mounts = read(lab, "/proc/mounts")
+    for fs, where in [("bpf", "/sys/fs/bpf"), ("debugfs", "/sys/kernel/debug"),
+                      ("tracefs", "/sys/kernel/tracing")]:
+        assert f"{fs} {where} " in mounts or f"{where} {fs}" in mounts
+    assert lab.run(["test", "-s", "/sys/kernel/btf/vmlinux"], timeout=20).returncode == 0
+
+
+def test_agent_round_trip(lab: LabTarget) -> None:
+    workdir = lab.make_workdir("roundtrip")
+    lab.write_file(f"{workdir}/note.txt", "written by the host\n")
+    assert read(lab, f"{workdir}/note.txt") == "written by the host"
+    assert lab.which("redis-server") == "/usr/bin/redis-server"
+    assert lab.which("no-such-program") is None
+    assert lab.cpu_count() >= 1
+    handle = lab.spawn(["sh", "-c", "while :; do :; done"], cwd=workdir)
+    assert lab.alive(handle)
+    deadline = time.monotonic() + 30
+    while lab.cpu_seconds(handle) <= 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab.cpu_seconds(handle) > 0
+    lab.stop(handle, grace=2)
+    assert not lab.alive(handle)
+    failing = lab.run(["sh", "-c", "echo oops >&2; exit 3"], timeout=20)
+    assert (failing.returncode, failing.stderr.strip()) == (3, "oops")
+
+
+def test_sysctl_knob_written_and_reverted(lab: LabTarget) -> None:
+    knobs = {k.name: k for k in lab.knobs()}
+    usable, _ = lab.control.usable([knobs["net.core.somaxconn"]])
+    assert [k.name for k in usable] == ["net.core.somaxconn"]
+    before = read(lab, SOMAXCONN)
+    new = 1024 if before != "1024" else 2048
+    lab.control.apply({"net.core.somaxconn": new}, knobs)
+    assert read(lab, SOMAXCONN) == str(new)
+    assert [s.value for s in lab.control.status() if s.name == "net.core.somaxconn"] == [str(new)]
+    lab.control.revert()
+    assert read(lab, SOMAXCONN) == before
+
+
+def test_out_of_domain_value_is_refused_in_the_guest(lab: LabTarget) -> None:
+    knobs = {k.name: k for k in lab.knobs()}
+    before = read(lab, SOMAXCONN)
+    with pytest.raises(BadInputError, match="outside"):
+        lab.control.apply({"net.core.somaxconn": 1 << 30}, knobs)
+    assert read(lab, SOMAXCONN) == before
+
+
+def test_lease_lapse_resets_knobs(lab: LabTarget) -> None:
+    knob = next(k for k in lab.knobs() if k.name == "net.core.somaxconn")
+    before = read(lab, SOMAXCONN)
+    client = lab.lab.client(lease=1.0)  # a second session that will stop renewing
+    client.connect()
+    try:
+        client.call("apply", values={knob.name: 512}, knobs={knob.name: knob.model_dump(mode="json")},
+                    scope={"kind": "global", "ident": 0})
+        assert read(lab, SOMAXCONN) == "512"
+        deadline = time.monotonic() + 30
+        while read(lab, SOMAXCONN) != before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert read(lab, SOMAXCONN) == before
+        with pytest.raises(LeaseLapsed, match="lapsed"):
+            client.call("cpu_count")
+    finally:
+        client.close()
+
+
+def test_redis_measurement_inside_lab(lab: LabTarget) -> None:
+    workload = RedisWorkload(options=RedisOptions(clients=10, keyspace=5000, tests="set,get"))
+    workload.setup(lab)
+    try:
+        m = workload.run(lab, duration=2.0)
+    finally:
+        workload.teardown()
+    assert m.throughput > 0 and m.p99_ms >= m.p50_ms > 0
+    assert [s.name for s in m.samples] == ["SET", "GET"]
+    assert m.provenance["target"] == "lab"
+    assert m.provenance["kernel_release"] == lab.kernel().release
+
+
+def test_crash_recovery(lab: LabTarget) -> None:
+    boot_id = read(lab, "/proc/sys/kernel/random/boot_id")
+    boots = lab.boots
+    with pytest.raises(TargetCrashed, match="sysrq triggered crash") as crash:
+        lab.run(["sh", "-c", "sleep 1; echo c > /proc/sysrq-trigger; sleep 120"], timeout=180)
+    assert "kernel panic" in str(crash.value)
+    assert lab.crashed is not None
+    assert read(lab, "/proc/sys/kernel/random/boot_id") != boot_id  # restarted clean
+    assert lab.boots == boots + 1 and lab.crashed is None
