@@ -96,7 +96,8 @@ def test_lease_lapse_resets_knobs(lab: LabTarget) -> None:
     client = lab.lab.client(lease=1.0)  # a second session that will stop renewing
     client.connect()
     try:
-        client.call("apply", values={knob.name: 512}, knobs={knob.name: knob.model_dump(mode="json")},
+        client.call("apply", values={knob.name: 512},
+                    knobs={knob.name: knob.model_dump(mode="json")},
                     scope={"kind": "global", "ident": 0})
         assert read(lab, SOMAXCONN) == "512"
         deadline = time.monotonic() + 30
