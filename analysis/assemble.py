@@ -92,6 +92,9 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         if report is not None and report.refuted:
             return unsupported(f"oracle refuted all {len(report.refuted)} candidate sites "
                                f"({report.refuted[0]} ...)")
+        if found.nonaffine:
+            return unsupported(f"non-affine: V enters as ilog2(V) in {found.nonaffine[0]}; the "
+                               "expression language has no log2 (tune the shift amount instead)")
         if found.missing and not found.results:
             return unsupported(f"no code for its uses in vmlinux ({found.missing[0]} ...): "
                                "built as a module or compiled out", 0)

@@ -35,6 +35,7 @@ class SeedSites:
     results: list[sitebuild.SiteResult] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # uses with no code in this image
     oracle: OracleReport | None = None
+    nonaffine: list[str] = field(default_factory=list)  # shifts by ilog2(V0) on a use's line
 
 
 def scale_of(seed: Seed, macros: dict[str, int]) -> int:
@@ -94,6 +95,8 @@ def collect(seeds: list[Seed], table: LineTable, image: Image,
                             per_func[func].append((seed.name, candidates.Candidate(
                                 func, ins, text, width, why, f"{use.file}:{use.line}", fallback,
                                 _cu_of(rows, ins.address, func))))
+            if not hits:
+                out[seed.name].nonaffine += _log2_shifts(insns_cache, funcs, ranges, seed.default)
             if hits or seed.default < WHOLE_FUNCTION_MIN:
                 continue
             # GCC moved the immediate to a line of an inlined header (or hoisted it): take
@@ -109,6 +112,17 @@ def collect(seeds: list[Seed], table: LineTable, image: Image,
                             "exact value hoisted out of the use's line",
                             f"{use.file}:{use.line}", True, _cu_of(rows, ins.address, func))))
     return out, per_func
+
+
+def _log2_shifts(insns: dict[Function, list[disasm.Insn]], funcs: set[Function],
+                 ranges: list[tuple[int, int]], v0: int) -> list[str]:
+    """Shifts by ilog2(V0) where V0 should be: a non-affine encoding of a pow2 constant."""
+    if v0 < 2 or v0 & (v0 - 1):
+        return []
+    k = v0.bit_length() - 1
+    return [f"{f.name}+{i.address - f.start:#x} '{i.mnemonic} {i.op_str}'"
+            for f in funcs for i in candidates.in_ranges(insns[f], ranges)
+            if i.mnemonic in ("shl", "shr", "sar", "sal") and k in i.imms]
 
 
 def _work(args: tuple[bytes, list[tuple[str, candidates.Candidate]], dict[str, int]]

@@ -1,0 +1,4 @@
+/* Out-of-line callees so the shapes above stay as GCC compiles them in the kernel. */
+int work(int x) { return x + 1; }
+int other(void) { return 0; }
+void _start(void) { for (;;) ; }
