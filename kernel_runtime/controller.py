@@ -16,14 +16,16 @@ from autotune.core.catalog import Knob
 from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
 from kernel_runtime.journal import Entry, Journal, SessionKind, owner_alive
+from kernel_runtime.kernel_lock import KernelLock
 
 
 class KnobController:
     """Applies and reverts knob values through backends, journaled on disk."""
 
     def __init__(self, *, backends: Mapping[str, Backend], journal: Journal,
-                 kind: SessionKind = "transient") -> None:
+                 kind: SessionKind = "transient", lock: KernelLock | None = None) -> None:
         self.backends = dict(backends)
+        self.lock = lock
         self.journal = journal
         self.kind: SessionKind = kind
         self._session: str | None = None
@@ -59,6 +61,8 @@ class KnobController:
                 raise BadInputError(f"unknown knob {name!r}; known: {', '.join(sorted(knobs))}")
             knobs[name].domain.check(name, int(value))
         done: list[Entry] = []
+        if self.lock:
+            self.lock.acquire()
         with self.journal.locked():
             try:
                 for name, value in values.items():
@@ -117,6 +121,8 @@ class KnobController:
         Returns the names of the knobs restored, for the caller to report.
         """
         restored: list[str] = []
+        if self.lock:
+            self.lock.acquire()
         with self.journal.locked():
             for session, entries in self.journal.open_entries().items():
                 if session == self._session:
@@ -149,4 +155,6 @@ class KnobController:
             for backend in self.backends.values():
                 backend.unload()
             self._loaded.clear()
+            if self.lock:
+                self.lock.release()
 

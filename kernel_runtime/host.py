@@ -14,6 +14,7 @@ from autotune.core.kernel import KernelInfo, running_kernel
 from kernel_runtime.backend import Backend
 from kernel_runtime.controller import KnobController
 from kernel_runtime.journal import Journal, SessionKind
+from kernel_runtime.kernel_lock import KernelLock
 from kernel_runtime.paths import state_dir
 from kernel_runtime.processes import ProcessTable, free_loopback_port
 from kernel_runtime.sie import SieBackend
@@ -39,7 +40,8 @@ def local_controller(kind: SessionKind = "transient") -> KnobController:
         log.info("SIE backend left out: %s", sie)
     else:
         backends["sie"] = sie
-    return KnobController(backends=backends, journal=default_journal(), kind=kind)
+    return KnobController(backends=backends, journal=default_journal(), kind=kind,
+                          lock=KernelLock())
 
 
 class HostTarget(Target):

@@ -12,8 +12,6 @@ from typing import Any
 
 import optuna
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 from autotune.core.catalog import Knob
 from autotune.core.errors import AutotuneError, BadInputError, MeasurementError
 from autotune.executors.base import Executor, Job, JobResult
@@ -27,6 +25,7 @@ from autotune.study.worker import Pair
 
 ATTR = "autotune."
 MAX_CONSECUTIVE_FAILURES = 3
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _directions(config: StudyConfig) -> list[str]:

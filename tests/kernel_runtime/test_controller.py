@@ -112,3 +112,43 @@ def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     with open(journal, "a") as fh:
         fh.write('{"op": "set", "sess')
     assert make(tmp_path, journal).recover(include_policies=True) == ["alpha"]
+
+
+def test_second_controller_on_the_same_kernel_is_refused(tmp_path: Path) -> None:
+    from autotune.core.errors import EnvironmentProblem
+    from kernel_runtime.kernel_lock import KernelLock
+
+    knobs = setup_files(tmp_path)
+    lock_path = tmp_path / "kernel.lock"
+    first = KnobController(backends={"sysctl": SysctlBackend(root=tmp_path)},
+                           journal=Journal(tmp_path / "j1.jsonl"), lock=KernelLock(lock_path))
+    first.apply({"alpha": 11}, knobs)
+    holder = subprocess.run([sys.executable, "-c", (
+        "from pathlib import Path\nfrom kernel_runtime.kernel_lock import KernelLock\n"
+        f"KernelLock(Path({str(lock_path)!r})).acquire()\n")], capture_output=True, text=True)
+    assert holder.returncode != 0 and "another autotune" in holder.stderr
+    first.close()
+    assert (tmp_path / "alpha").read_text() == "10\n"
+    second = KnobController(backends={"sysctl": SysctlBackend(root=tmp_path)},
+                            journal=Journal(tmp_path / "j2.jsonl"), lock=KernelLock(lock_path))
+    second.apply({"alpha": 12}, knobs)
+    second.close()
+    with pytest.raises(EnvironmentProblem, match="another autotune"):
+        _held_elsewhere(lock_path)
+
+
+def _held_elsewhere(lock_path: Path) -> None:
+    """Hold the lock in a child, then try to take it here."""
+    from kernel_runtime.kernel_lock import KernelLock
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom kernel_runtime.kernel_lock import KernelLock\n"
+        f"lock = KernelLock(Path({str(lock_path)!r}))\nlock.acquire()\nprint('held', flush=True)\n"
+        "time.sleep(30)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        KernelLock(lock_path).acquire()
+    finally:
+        child.kill()
+        child.wait()
