@@ -48,7 +48,7 @@ class Image:
             if sec["sh_flags"] & 0x4 and sec["sh_type"] == "SHT_PROGBITS":  # SHF_EXECINSTR
                 self._sections.append((sec["sh_addr"], sec["sh_size"], sec["sh_offset"]))
             if sec["sh_type"] == "SHT_SYMTAB":
-                for sym in sec.iter_symbols():
+                for sym in sec.iter_symbols():  # type: ignore[attr-defined]
                     if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"] > 0:
                         addr = sym["st_value"]
                         if addr not in funcs or sym["st_info"]["bind"] == "STB_GLOBAL":

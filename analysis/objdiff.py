@@ -37,7 +37,7 @@ def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
         if symtab is None:
             return out
         data: dict[int, bytes] = {}
-        for sym in symtab.iter_symbols():
+        for sym in symtab.iter_symbols():  # type: ignore[attr-defined]
             if sym["st_info"]["type"] != "STT_FUNC" or sym["st_size"] == 0:
                 continue
             shndx = sym["st_shndx"]

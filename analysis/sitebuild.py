@@ -8,6 +8,7 @@ and the safe span. Runs in worker processes, one function per task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 from analysis import disasm, symstep
 from analysis.candidates import Candidate
@@ -66,7 +67,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     k = insns.index(s)
     base = func.start
     expected = exprs.parse(cand.expr).evaluate(v0, cand.width)
-    common = dict(function=func.name, cs_start=s.address - base, expr=cand.expr,
+    common: dict[str, Any] = dict(function=func.name, cs_start=s.address - base, expr=cand.expr,
                   width=cand.width, expected_default=expected, source=cand.use)
     mn = s.mnemonic
     if mn in _COMPARE:
@@ -90,7 +91,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
             return res
         res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
                         probe_offsets=[s.next - base],
-                        location=MemoryLocation(base_reg=base_reg, disp=disp, size=size),
+                        location=MemoryLocation(base_reg=base_reg, disp=disp,
+                                                size=cast(Literal[1, 2, 4, 8], size)),
                         synthesis="memory",
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=s.next - base)])
@@ -117,8 +119,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         res.constraints.append(("shift", f"V is the shift amount of '{mn}'"))
     if flow.mask_use or mn == "and" and cand.expr == "V-1":
         res.constraints.append(("pow2", "V-1 is used as an index mask"))
-    reader = flow.first_reader if flow.first_reader is not None else s.next
-    probes = _probe_offsets(insns, s.next, reader, func.end, base)
+    reader_at = flow.first_reader if flow.first_reader is not None else s.next
+    probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
         spans = [SafeSpan(function=func.name, start=0, end=func.size, conservative=True)]
     else:
@@ -128,7 +130,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     if mn == "sub":
         common["expr"] = f"-({cand.expr})"
         common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, cand.width)
-    res.site = Site(**common, cs_end=reader - base, probe_offset=probes[0], probe_offsets=probes,
+    res.site = Site(**common, cs_end=reader_at - base, probe_offset=probes[0], probe_offsets=probes,
                     location=s.writes_reg,
                     synthesis="save-recompute" if recompute else "register",
                     save_offset=s.address - base if recompute else None,

@@ -37,7 +37,7 @@ def analyze(kernel_spec: str, source: Path | None, config_path: Path | None,
             output: Path | None) -> None:
     """Find each constant's sites in the binary and write the knob catalog (cached by build-id)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from analysis import analyze as run
     from analysis import kernel_files
@@ -53,7 +53,7 @@ def analyze(kernel_spec: str, source: Path | None, config_path: Path | None,
         kernel = kernel_files.path_kernel(Path(kernel_spec), source, config_path)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:

@@ -1,0 +1,53 @@
+"""Unit tests of the pure pieces: default folding, definition rewriting, affine fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis import oracle, promote, seeds
+
+MACROS = seeds.known_macros(250)
+
+
+def test_defaults_fold_at_config_hz() -> None:
+    assert seeds.evaluate("((unsigned)(HZ/25))", MACROS) == 10
+    assert seeds.evaluate("(15*HZ)", MACROS) == 3750
+    assert seeds.evaluate("(2*USEC_PER_MSEC)", MACROS) == 2000
+    assert seeds.evaluate("(1U << 10)", MACROS) == 1024
+    assert seeds.evaluate("msecs_to_jiffies(2)", MACROS) == 1  # rounds up at HZ=250
+    assert seeds.evaluate("(4 * sysctl_numa_balancing_scan_delay)", MACROS) is None
+    assert seeds.evaluate("sizeof(struct x)", MACROS) is None
+
+
+def test_rewrite_keeps_type_of_definition() -> None:
+    seed = seeds.Seed("TCP_DELACK_MAX", "macro", "include/net/tcp.h", 1, "((unsigned)(HZ/5))", 50)
+    line = "#define TCP_DELACK_MAX\t((unsigned)(HZ/5))\t/* maximal time to delay */\n"
+    assert oracle.rewrite_line(seed, line, 101) == \
+        "#define TCP_DELACK_MAX\t((unsigned)(101))\t/* maximal time to delay */\n"
+    seed = seeds.Seed("TCP_MAX_QUICKACKS", "macro", "x.h", 1, "16U", 16)
+    assert oracle.rewrite_line(seed, "#define TCP_MAX_QUICKACKS\t16U\n", 33) == \
+        "#define TCP_MAX_QUICKACKS\t(33U)\n"
+    lit = seeds.Seed("delta *= 4", "literal", "mm/shrinker.c", 1, "delta *= 4;", 4)
+    assert oracle.rewrite_line(lit, "\tdelta *= 4;\n", 9) == "\tdelta *= 9;\n"
+
+
+def test_variant_values_differ_and_keep_pow2() -> None:
+    assert oracle.variant_values(16, pow2=False) == (32, 64)
+    v1, v2 = oracle.variant_values(10, pow2=False)
+    assert len({10, v1, v2}) == 3 and v1 & (v1 - 1) and v2 > v1
+
+
+def test_affine_fit_and_render() -> None:
+    assert promote.fit((8, 16, 32), (63, 127, 255)) == (8, -1)
+    assert promote.render(8, -1) == "V*8-1"
+    # capstone shows 'and $-27' as 4294967269: the fit reads it signed
+    assert promote.fit((50, 101, 152), (75, 24, 4294967269)) == (-1, 125)
+    assert promote.render(-1, 125) == "-V+125"
+    assert promote.fit((10, 21, 32), (1, 4, 5)) is None
+
+
+def test_file_line_seed_takes_last_literal(tmp_path: Path) -> None:
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / "a.c").write_text("int x;\n\tif (n > 2 * 17)\n")
+    seed = seeds.file_line_seed("kernel/a.c:2", tmp_path)
+    assert seed.kind == "literal" and seed.default == 17
