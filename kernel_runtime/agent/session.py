@@ -49,6 +49,7 @@ class Session:
         self._knob_lock = threading.Lock()
         self._handles: dict[int, ProcessHandle] = {}
         self._written: set[str] = set()  # knobs applied since the last revert
+        self._signatures: dict[str, inspect.Signature] = {}
         self.methods: dict[str, Callable[..., Any]] = {
             "renew": self.renew, "kernel": lambda: self.target.kernel().model_dump(),
             "features": lambda: probe_features().to_json(),
@@ -71,7 +72,7 @@ class Session:
         if fn is None:
             raise BadInputError(f"agent has no method {method!r}; known: {', '.join(self.methods)}")
         try:
-            inspect.signature(fn).bind(**params)
+            self._signatures.setdefault(method, inspect.signature(fn)).bind(**params)
         except TypeError as e:
             raise BadInputError(f"agent method {method}: bad parameters ({e})") from None
         return fn(**params)
