@@ -8,6 +8,7 @@ its root-only module parameter, so no BPF program can widen its own permissions.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,12 +29,24 @@ def source_dir() -> Path:
     return Path(str(resources.files("kernel_runtime.sie").joinpath("module")))
 
 
+def source_digest() -> str:
+    """Hash of the module's sources: a changed source never reuses an old build."""
+    h = hashlib.sha256()
+    for f in sorted(source_dir().iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def build(headers: Path, out: Path) -> Path:
     """Compile the module against a kernel's headers tree (``/lib/modules/R/build`` or an extract).
+
+    Cached under ``out/module-<source digest>/``.
 
     Debian's headers Makefile includes its ``-common`` sibling by absolute path; when the
     tree is an extract elsewhere, a copy of that one-line Makefile points at the extract.
     """
+    out = out / f"module-{source_digest()}"
     ko = out / f"{NAME}.ko"
     if ko.exists():
         return ko

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autotune.core.errors import EnvironmentProblem
 from kernel_runtime.sie import artifacts, module
-from kernel_runtime.sie.render import compile_object, render_site, render_span
+from kernel_runtime.sie.render import compile_object, render_refusal, render_site, render_span
 
 
 def _release(version_dir: Path) -> str:
@@ -41,7 +41,7 @@ def lab_payload(version_dir: Path) -> list[tuple[Path, str]]:
     if catalog is None:
         return pairs
     btf = headers / "vmlinux"
-    objects = {compile_object(render_span(), btf=btf, cache=out / "bpf")}
+    objects = {compile_object(r, btf=btf, cache=out / "bpf") for r in (render_span(), render_refusal())}
     for knob in catalog.knobs:
         for i, site in enumerate(knob.sites):
             objects.add(compile_object(render_site(knob, site, i), btf=btf, cache=out / "bpf"))

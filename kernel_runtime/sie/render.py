@@ -28,6 +28,7 @@ TEMPLATES = {
     "save-recompute": "save_recompute.bpf.c",
 }
 SPAN_TEMPLATE = "span.bpf.c"
+REFUSAL_TEMPLATE = "refusal.bpf.c"
 COMMON_HEADER = "sie_common.bpf.h"
 _BITS = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "u64": 64, "s64": 64}
 _SIZE_WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
@@ -116,10 +117,17 @@ def render_site(knob: Knob, site: Site, index: int) -> Rendered:
     return Rendered(template, _with_defines(_defines(knob, site, index), template))
 
 
+_NO_SITE = {"SIE_SITE": "0", "SIE_MASK": "0ULL", "SIE_EXPECTED": "0ULL", "SIE_IV(v)": "(v)"}
+
+
 def render_span() -> Rendered:
     """The safe-span enter/exit programs (per-task transitions) of any knob."""
-    defs = {"SIE_SITE": "0", "SIE_MASK": "0ULL", "SIE_EXPECTED": "0ULL", "SIE_IV(v)": "(v)"}
-    return Rendered(SPAN_TEMPLATE, _with_defines(defs, SPAN_TEMPLATE))
+    return Rendered(SPAN_TEMPLATE, _with_defines(_NO_SITE, SPAN_TEMPLATE))
+
+
+def render_refusal() -> Rendered:
+    """The least-privilege self-test program (writes the module must refuse)."""
+    return Rendered(REFUSAL_TEMPLATE, _with_defines(_NO_SITE, REFUSAL_TEMPLATE))
 
 
 def vmlinux_header(btf: Path, cache: Path) -> Path:

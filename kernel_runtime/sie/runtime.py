@@ -207,3 +207,35 @@ def optimized(addresses: list[int]) -> list[bool | None]:
         return [None for _ in addresses]
     state = {int(line.split()[0], 16): "[OPTIMIZED]" in line for line in lines if line.strip()}
     return [state.get(a, False) for a in addresses]
+
+
+SELFTEST_DIR = PIN_ROOT / "_selftest"
+REFUSAL_SLOTS = ("arbitrary_address", "instruction_pointer", "trap_flag", "hits")
+
+
+def refusal_selftest(function: str, offset: int, object_path: Path,
+                     trigger: Callable[[], None]) -> dict[str, int]:
+    """Attach the refusal program at ``function+offset``, run ``trigger``, detach.
+
+    Returns how many of each forbidden write the module refused, next to the hit count:
+    on a correct module every count equals ``hits``.
+    """
+    SELFTEST_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        obj = BpfObject(object_path, SELFTEST_DIR)
+        try:
+            obj.attach_kprobe("sie_refusal", function, offset, SELFTEST_DIR / "link")
+        finally:
+            obj.close()
+        trigger()
+        (SELFTEST_DIR / "link").unlink()
+        counts = PinnedMap(SELFTEST_DIR / "sie_refusals")
+        try:
+            raw = [counts.lookup(struct.pack("<I", i), 8) or b"\0" * 8 for i in range(4)]
+        finally:
+            counts.close()
+        return {name: struct.unpack("<Q", r)[0] for name, r in zip(REFUSAL_SLOTS, raw, strict=True)}
+    finally:
+        for pinned in SELFTEST_DIR.iterdir():
+            pinned.unlink()
+        SELFTEST_DIR.rmdir()
