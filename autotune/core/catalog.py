@@ -105,6 +105,7 @@ class Site(_Strict):
     """One critical span of an SIE knob in the running kernel's code."""
 
     function: str
+    module: str | None = None  # the loadable module holding ``function``; None: vmlinux
     cs_start: int
     cs_end: int
     probe_offset: int
