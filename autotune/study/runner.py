@@ -8,7 +8,7 @@ from any process and reports can be rebuilt from storage alone.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 
@@ -28,9 +28,10 @@ MAX_CONSECUTIVE_FAILURES = 3
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _directions(config: StudyConfig) -> list[str]:
-    return {"throughput": ["maximize"], "p99": ["minimize"],
-            "both": ["maximize", "minimize"]}[config.objective]
+def _directions(config: StudyConfig) -> list[Literal["minimize", "maximize"]]:
+    table: dict[str, list[Literal["minimize", "maximize"]]] = {"throughput": ["maximize"], "p99": ["minimize"],
+            "both": ["maximize", "minimize"]}
+    return table[config.objective]
 
 
 def open_study(config: StudyConfig) -> optuna.Study:
