@@ -58,6 +58,39 @@ class RemoteControl:
         self.revert()
 
 
+class LeaseRenewer:
+    """Renews one agent session's lease from a background thread.
+
+    ``stop`` is what a stalled or partitioned controller looks like to the agent: within
+    one lease the agent resets the session's knobs and its next call raises LeaseLapsed.
+    """
+
+    def __init__(self, client: AgentClient, lease: float) -> None:
+        self._client = client
+        self.lease = lease
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="lab-lease",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.lease)
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease / 4):
+            try:
+                self._client.call("renew", wait=self.lease)
+            except AutotuneError:
+                if self._client.failed is not None:
+                    return
+
+
 class LabTarget(Target):
     """Tune the lab VM's kernel; boots a private VM unless ``autotune lab start`` runs one."""
 
@@ -76,7 +109,7 @@ class LabTarget(Target):
         self._client: AgentClient | None = None
         self._beat: AgentClient | None = None
         self._watchdog: Watchdog | None = None
-        self._stop_renew = threading.Event()
+        self.lease: LeaseRenewer | None = None
         self._dead: str | None = None
         self._crashed = threading.Event()
         self._handles: set[int] = set()
@@ -99,23 +132,14 @@ class LabTarget(Target):
         self._dead = None
         self._crashed.clear()
         self._handles.clear()
-        self._stop_renew = threading.Event()
-        threading.Thread(target=self._renew, args=(client, self._stop_renew), name="lab-lease",
-                         daemon=True).start()
+        self.lease = LeaseRenewer(client, self._lease)
+        self.lease.start()
         self._watchdog = Watchdog(console=self.lab.files.console,
                                   alive=lambda: self.lab.state() is not None,
                                   heartbeat=lambda: beat.call("health", wait=2.0),
                                   on_fatal=self._on_fatal)
         self._watchdog.start()
         self.boots += 1
-
-    def _renew(self, client: AgentClient, stop: threading.Event) -> None:
-        while not stop.wait(self._lease / 4):
-            try:
-                client.call("renew", wait=self._lease)
-            except AutotuneError:
-                if client.failed is not None:
-                    return
 
     def _on_fatal(self, reason: str) -> None:
         """Watchdog verdict: fail every call in flight, and make sure the VM is down."""
@@ -131,7 +155,8 @@ class LabTarget(Target):
         self.lab.stop(grace=1.0)
 
     def _shutdown_session(self, *, polite: bool) -> None:
-        self._stop_renew.set()
+        if self.lease is not None:
+            self.lease.stop()
         if self._watchdog is not None:
             self._watchdog.stop()
         for c in (self._client, self._beat):
