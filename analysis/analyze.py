@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import assemble, find_sites, kernel_tree, linetable, seeds
+from analysis import assemble, find_sites, kernel_tree, linetable, modules, seeds
 from analysis.elfimage import Image
 from analysis.kernel_files import KernelFiles
 from autotune.core.catalog import Catalog, Knob, UnsupportedKnob, load_catalog
@@ -90,12 +90,21 @@ def analyze(kernel: KernelFiles, *, names: list[str], oracle: bool, jobs: int,
     seed_objs = seed_list(tsv, names, kernel.source, kernel.hz)
     macros = seeds.known_macros(kernel.hz)
     scales = {s.name: find_sites.scale_of(s, macros) for s in seed_objs}
-    found = find_sites.find(seed_objs, table, image, scales, jobs=jobs,
+    images = [(image, table)]
+    if kernel.modules_debug is not None:
+        missing = {f"{u.file}:{u.line}" for s in seed_objs for u in s.uses
+                   if not find_sites.ranges_of(table, u.file, u.line)[0]}
+        kos = modules.candidates_for(seed_objs, missing, kernel.modules_debug)
+        for k, ko in enumerate(kos):
+            progress("module line tables (cached per build-id)", k, len(kos))
+            images.append(modules.module_image(ko, kernel_tree.analysis_cache() / build_id))
+        progress("module line tables (cached per build-id)", len(kos), len(kos))
+    found = find_sites.find(seed_objs, images, scales, jobs=jobs,
                             on_function=lambda d, t: progress("symbolic spans", d, t))
     if oracle:
         from analysis import oracle as oracle_mod
 
-        oracle_mod.verify_all(kernel, image, found, jobs=jobs,
+        oracle_mod.verify_all(kernel, {im.module: im for im, _ in images}, found, jobs=jobs,
                               progress=lambda d, t: progress("oracle recompiles", d, t))
     knobs: list[Knob] = []
     unsupported: list[UnsupportedKnob] = []

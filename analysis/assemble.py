@@ -96,8 +96,8 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
             return unsupported(f"non-affine: V enters as ilog2(V) in {found.nonaffine[0]}; the "
                                "expression language has no log2 (tune the shift amount instead)")
         if found.missing and not found.results:
-            return unsupported(f"no code for its uses in vmlinux ({found.missing[0]} ...): "
-                               "built as a module or compiled out", 0)
+            return unsupported(f"no code for its uses in vmlinux or its modules ({found.missing[0]} ...): "
+                               "not built in this config", 0)
         why = "; ".join(sorted({r.reason for r in found.results if r.reason})[:2])
         return unsupported(f"no site: {why or 'no immediate on the uses lines encodes V0'}")
     assert seed.default is not None

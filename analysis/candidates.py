@@ -39,6 +39,7 @@ class Candidate:
     use: str            # file:line of the source use that led here
     fallback: bool      # found on a neighbouring line because the use's own had no rows
     cu: str = ""        # compile unit's source file: the object the oracle recompiles
+    module: str = ""    # "" for vmlinux
 
 
 def encodings(v0: int, scale: int = 1) -> list[tuple[str, str]]:

@@ -28,11 +28,12 @@ class Function:
 class Image:
     """Function symbols and code bytes of a vmlinux (or any executable ELF)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, module: str = "") -> None:
         from elftools.common.exceptions import ELFError
         from elftools.elf.elffile import ELFFile
 
         self.path = path
+        self.module = module  # "" for vmlinux
         try:
             self._fh = open(path, "rb")  # noqa: SIM115 - held for the image's lifetime
             elf = ELFFile(self._fh)
@@ -42,6 +43,10 @@ class Image:
         self.build_id = "unknown"
         self._sections: list[tuple[int, int, int]] = []
         funcs: dict[int, Function] = {}
+        # a module (ET_REL) keeps symbols section-relative: place them at their section's
+        # address (modules.relocated() gives every code section its own)
+        relocatable = elf["e_type"] == "ET_REL"
+        bases = [sec["sh_addr"] for sec in elf.iter_sections()]
         for sec in elf.iter_sections():
             if sec["sh_type"] == "SHT_NOTE" and self.build_id == "unknown":
                 self.build_id = parse_build_id_notes(sec.data()) or "unknown"
@@ -51,6 +56,8 @@ class Image:
                 for sym in sec.iter_symbols():  # type: ignore[attr-defined]
                     if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"] > 0:
                         addr = sym["st_value"]
+                        if relocatable and isinstance(sym["st_shndx"], int):
+                            addr += bases[sym["st_shndx"]]
                         if addr not in funcs or sym["st_info"]["bind"] == "STB_GLOBAL":
                             funcs[addr] = Function(sym.name, addr, sym["st_size"])
         if not funcs:

@@ -48,7 +48,7 @@ def scale_of(seed: Seed, macros: dict[str, int]) -> int:
     return 1
 
 
-def _ranges(table: LineTable, file: str, line: int) -> tuple[list[Row], bool]:
+def ranges_of(table: LineTable, file: str, line: int) -> tuple[list[Row], bool]:
     rows = table.rows(file, line)
     if rows:
         return rows, False
@@ -65,63 +65,72 @@ def _cu_of(rows: list[Row], addr: int, func: Function) -> str:
     return next((r.cu for r in rows if func.start <= r.start < func.end), "")
 
 
-def collect(seeds: list[Seed], table: LineTable, image: Image,
-            scales: dict[str, int]) -> tuple[dict[str, SeedSites], dict[Function, list]]:
+FuncKey = tuple[int, Function]  # (image index, function): modules share addresses
+
+
+def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: dict[str, int]
+            ) -> tuple[dict[str, SeedSites], dict[FuncKey, list]]:
     """Candidates per function (for the workers) and the per-seed bookkeeping."""
     out = {s.name: SeedSites(s) for s in seeds}
-    per_func: dict[Function, list[tuple[str, candidates.Candidate]]] = defaultdict(list)
-    insns_cache: dict[Function, list[disasm.Insn]] = {}
+    per_func: dict[FuncKey, list[tuple[str, candidates.Candidate]]] = defaultdict(list)
+    insns_cache: dict[FuncKey, list[disasm.Insn]] = {}
     for seed in seeds:
         if seed.default is None or not seed.uses:
             continue
-        seen: set[tuple[int, str]] = set()
+        v0, scale = seed.default, scales[seed.name]
+        seen: set[tuple[int, int, str]] = set()
         for use in seed.uses:
-            rows, fallback = _ranges(table, use.file, use.line)
-            ranges = [(r.start, r.end) for r in rows]
-            if not ranges:
-                out[seed.name].missing.append(f"{use.file}:{use.line}")
-                continue
-            funcs = {f for a, _ in ranges if (f := image.function_at(a)) is not None}
-            hits = 0
-            for func in funcs:
-                if func not in insns_cache:
-                    insns_cache[func] = disasm.disassemble(image.code(func), func.start)
-                insns = insns_cache[func]
-                for ins in candidates.in_ranges(insns, ranges):
-                    for text, width, why in candidates.match(ins, seed.default, scales[seed.name]):
-                        if (ins.address, text) not in seen:
-                            seen.add((ins.address, text))
-                            hits += 1
-                            per_func[func].append((seed.name, candidates.Candidate(
-                                func, ins, text, width, why, f"{use.file}:{use.line}", fallback,
-                                _cu_of(rows, ins.address, func))))
-            if not hits:
-                out[seed.name].nonaffine += _log2_shifts(insns_cache, funcs, ranges, seed.default)
-            if hits or seed.default < WHOLE_FUNCTION_MIN:
-                continue
-            # GCC moved the immediate to a line of an inlined header (or hoisted it): take
-            # exact matches anywhere in the function, as fallbacks the oracle must confirm.
-            for func in funcs:
-                for ins in insns_cache[func]:
-                    if ins.mnemonic in ("mov", "cmp") and seed.default * scales[seed.name] in ins.imms \
-                            and (ins.address, "V") not in seen:
-                        seen.add((ins.address, "V"))
-                        per_func[func].append((seed.name, candidates.Candidate(
-                            func, ins, "V" if scales[seed.name] == 1 else f"V*{scales[seed.name]}",
-                            "u32" if ins.imm_size <= 4 else "u64",
-                            "exact value hoisted out of the use's line",
-                            f"{use.file}:{use.line}", True, _cu_of(rows, ins.address, func))))
+            where = f"{use.file}:{use.line}"
+            any_rows = False
+            for k, (image, table) in enumerate(images):
+                rows, fallback = ranges_of(table, use.file, use.line)
+                ranges = [(r.start, r.end) for r in rows]
+                any_rows = any_rows or bool(ranges)
+                keys = {(k, f) for a, _ in ranges if (f := image.function_at(a)) is not None}
+                for key in keys - insns_cache.keys():
+                    insns_cache[key] = disasm.disassemble(image.code(key[1]), key[1].start)
+
+                def add(key: FuncKey, ins: disasm.Insn, text: str, width: str, why: str,
+                        fallback: bool, rows: list[Row] = rows, image: Image = image,
+                        seen: set = seen, name: str = seed.name, where: str = where) -> bool:
+                    if (key[0], ins.address, text) in seen:
+                        return False
+                    seen.add((key[0], ins.address, text))
+                    per_func[key].append((name, candidates.Candidate(
+                        key[1], ins, text, width, why, where, fallback,
+                        _cu_of(rows, ins.address, key[1]), image.module)))
+                    return True
+
+                hits = 0
+                for key in keys:
+                    for ins in candidates.in_ranges(insns_cache[key], ranges):
+                        for text, width, why in candidates.match(ins, v0, scale):
+                            hits += add(key, ins, text, width, why, fallback)
+                if not hits:
+                    out[seed.name].nonaffine += _log2_shifts(insns_cache, keys, ranges, v0)
+                if hits or v0 < WHOLE_FUNCTION_MIN:
+                    continue
+                # GCC moved the immediate to a line of an inlined header (or hoisted it): take
+                # exact matches anywhere in the function, as fallbacks the oracle must confirm.
+                for key in keys:
+                    for ins in insns_cache[key]:
+                        if ins.mnemonic in ("mov", "cmp") and v0 * scale in ins.imms:
+                            add(key, ins, "V" if scale == 1 else f"V*{scale}",
+                                "u32" if ins.imm_size <= 4 else "u64",
+                                "exact value hoisted out of the use's line", True)
+            if not any_rows:
+                out[seed.name].missing.append(where)
     return out, per_func
 
 
-def _log2_shifts(insns: dict[Function, list[disasm.Insn]], funcs: set[Function],
+def _log2_shifts(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
                  ranges: list[tuple[int, int]], v0: int) -> list[str]:
     """Shifts by ilog2(V0) where V0 should be: a non-affine encoding of a pow2 constant."""
     if v0 < 2 or v0 & (v0 - 1):
         return []
     k = v0.bit_length() - 1
-    return [f"{f.name}+{i.address - f.start:#x} '{i.mnemonic} {i.op_str}'"
-            for f in funcs for i in candidates.in_ranges(insns[f], ranges)
+    return [f"{key[1].name}+{i.address - key[1].start:#x} '{i.mnemonic} {i.op_str}'"
+            for key in keys for i in candidates.in_ranges(insns[key], ranges)
             if i.mnemonic in ("shl", "shr", "sar", "sal") and k in i.imms]
 
 
@@ -141,12 +150,12 @@ def _init_worker() -> None:
     logging.getLogger("angr").setLevel(logging.CRITICAL)
 
 
-def find(seeds: list[Seed], table: LineTable, image: Image, scales: dict[str, int], *,
+def find(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: dict[str, int], *,
          jobs: int, on_function: Callable[[int, int], None] | None = None) -> dict[str, SeedSites]:
     """Run the whole pipeline; ``on_function(done, total)`` reports progress."""
-    out, per_func = collect(seeds, table, image, scales)
+    out, per_func = collect(seeds, images, scales)
     defaults = {s.name: s.default for s in seeds if s.default is not None}
-    tasks = [(image.code(f), cands, defaults) for f, cands in per_func.items()]
+    tasks = [(images[k][0].code(f), cands, defaults) for (k, f), cands in per_func.items()]
     done = 0
     with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker) as pool:
         for results in pool.map(_work, tasks, chunksize=4):

@@ -139,7 +139,7 @@ def build_variants(tree: Path, seed: Seed, obj: str, values: list[int], work: Pa
         return list(pool.map(one, range(len(values)), values))
 
 
-def verify_seed(kernel: KernelFiles, image: Image, found: SeedSites, *,
+def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites, *,
                 jobs: int) -> OracleReport:
     """Confirm or refute every site of one seed; refuted sites are dropped from ``found``."""
     import time
@@ -172,6 +172,7 @@ def verify_seed(kernel: KernelFiles, image: Image, found: SeedSites, *,
             values = (seed.default, v1, v2)
             left = _match(results, changes, values, report)
             for change in left:
+                image = images[results[0].candidate.module]
                 promoted = promote.promote(change, builds[0], image, values, obj)
                 if promoted is None:
                     report.uncovered.append(f"{obj}:{change.function} #{change.index} "
@@ -213,14 +214,15 @@ def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int,
     return [c for k, c in enumerate(changes) if k not in used]
 
 
-def verify_all(kernel: KernelFiles, image: Image, found: dict[str, SeedSites], *, jobs: int,
+def verify_all(kernel: KernelFiles, images: dict[str, Image], found: dict[str, SeedSites], *,
+               jobs: int,
                progress: Callable[[int, int], None] | None = None) -> dict[str, OracleReport]:
     """Run the oracle for every seed that has sites."""
     names = [n for n, f in found.items() if any(r.site is not None for r in f.results)]
     reports: dict[str, OracleReport] = {}
     for k, name in enumerate(names):
         try:
-            reports[name] = verify_seed(kernel, image, found[name], jobs=jobs)
+            reports[name] = verify_seed(kernel, images, found[name], jobs=jobs)
         except EnvironmentProblem as e:
             reports[name] = OracleReport(problem=str(e))
         found[name].oracle = reports[name]

@@ -72,6 +72,6 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
     assert func is not None
     cand = Candidate(func, ins, render(*ab), _WIDTH.get(ins.imm_size, "u64"),
                      "found by the oracle: affine in V", f"{obj} (oracle)", False,
-                     obj[:-2] + ".c")
+                     obj[:-2] + ".c", image.module)
     res = sitebuild.build(code, cand, vm, values[0])
     return res if res.site is not None else None

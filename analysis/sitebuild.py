@@ -67,7 +67,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     k = insns.index(s)
     base = func.start
     expected = exprs.parse(cand.expr).evaluate(v0, cand.width)
-    common: dict[str, Any] = dict(function=func.name, cs_start=s.address - base, expr=cand.expr,
+    common: dict[str, Any] = dict(function=func.name, module=cand.module or None, cs_start=s.address - base, expr=cand.expr,
                   width=cand.width, expected_default=expected, source=cand.use)
     mn = s.mnemonic
     if mn in _COMPARE:
