@@ -69,12 +69,19 @@ class KernelVersion:
                                 f"choose from {', '.join(ROLES)}") from None
 
 
-def lab_root() -> Path:
-    """``<cache>/lab``; honours AUTOTUNE_CACHE_DIR like ``kernel_runtime.paths``."""
+def cache_root(name: str) -> Path:
+    """``<cache>/<name>``, for ``analysis`` (which cannot import ``kernel_runtime.paths``).
+
+    Honours AUTOTUNE_CACHE_DIR exactly as ``kernel_runtime.paths.cache_dir`` does.
+    """
     base = Path(os.environ.get("AUTOTUNE_CACHE_DIR") or "~/.cache/autotune").expanduser()
-    path = base / "lab"
+    path = base / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def lab_root() -> Path:
+    return cache_root("lab")
 
 
 def version_dir(version: KernelVersion) -> Path:
