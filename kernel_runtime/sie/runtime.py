@@ -110,7 +110,7 @@ def _attach_spans(knob: Knob, object_for: ObjectFor, syms: Kallsyms, where: Path
         obj = BpfObject(object_for(render_span()), where)
         try:
             obj.attach_kprobe("sie_span_enter", span.function, span.start, where / f"link_span{j}_in")
-            if span.end == _function_size(span.function, syms):
+            if _ends_function(span, syms):
                 obj.attach_kprobe("sie_span_exit", span.function, 0, where / f"link_span{j}_out",
                                   retprobe=True)
             else:
@@ -119,11 +119,15 @@ def _attach_spans(knob: Knob, object_for: ObjectFor, syms: Kallsyms, where: Path
             obj.close()
 
 
-def _function_size(function: str, syms: Kallsyms) -> int:
-    """Distance to the next symbol: a span ending there ends at every return (kretprobe)."""
-    start = syms.address(function)
+def _ends_function(span: SafeSpan, syms: Kallsyms) -> bool:
+    """A span ending at the function's end ends at every return: exit by kretprobe.
+
+    kallsyms has no sizes; the next symbol (the next function's 16-byte ``__pfx_``
+    padding on this kernel) lies less than 16 bytes past the last instruction.
+    """
+    start = syms.address(span.function)
     later = [a for addrs in syms.table.values() for a in addrs if a > start]
-    return min(later) - start if later else -1
+    return bool(later) and span.end > min(later) - start - 16
 
 
 def detach(knob: Knob, syms: Kallsyms) -> None:

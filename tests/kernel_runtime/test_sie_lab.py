@@ -180,3 +180,35 @@ def test_self_check_mismatch_disables_the_knob(lab: LabTarget) -> None:
     assert res["counters"]["site1.mismatches"] >= 1
     assert res["counters"]["site0.applied"] == res["counters"]["site1.applied"] == 0
     assert re.search(r"self-check mismatch at alloc_pipe_info\+0x7c", res["alert"])
+
+
+def test_per_task_mode_latches_on_span_entry(lab: LabTarget) -> None:
+    """Per-task: the value is taken on entering the safe span; enter/exit stay balanced."""
+    code = (
+        "import fcntl, json, os, struct\n"
+        "from kernel_runtime.sie import SieBackend, runtime\n"
+        "from kernel_runtime.sie.libbpf import PinnedMap\n"
+        "b = SieBackend.for_running_kernel(); b.mode = 'per-task'\n"
+        "k = b.catalog.knob('PIPE_DEF_BUFFERS'); b.load(k)\n"
+        "def size():\n"
+        "    r, w = os.pipe(); s = fcntl.fcntl(r, 1032); os.close(r); os.close(w); return s\n"
+        "out = {'sizes': [], 'tasks': []}\n"
+        "tasks = PinnedMap(runtime.pin_dir(k.name) / 'sie_tasks')\n"
+        "for v in (4, 64, None):\n"
+        "    b.restore(k, v)\n"
+        "    out['sizes'].append(size())\n"
+        "    raw = tasks.lookup(struct.pack('<I', os.getpid()), 24)\n"
+        "    out['tasks'].append(list(struct.unpack('<QqII', raw)))\n"
+        "out['epoch'] = runtime.control(k.name)['epoch']\n"
+        "out['links'] = sorted(p.name for p in runtime.pin_dir(k.name).glob('link_*'))\n"
+        "tasks.close(); b.unload_knob(k)\n"
+        "print(json.dumps(out))\n")
+    res = json.loads(guest_python(lab, code))
+    assert res["sizes"] == [16384, 262144, 65536]
+    assert res["epoch"] == 3
+    # (epoch seen at entry, latched value, has a value, depth after leaving the span)
+    assert [t[0] for t in res["tasks"]] == [1, 2, 3]
+    assert [t[2] for t in res["tasks"]] == [1, 1, 0]
+    assert [t[1] for t in res["tasks"][:2]] == [4, 64]
+    assert all(t[3] == 0 for t in res["tasks"])
+    assert "link_span0_in" in res["links"] and "link_span0_out" in res["links"]
