@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "revert": "autotune.cli.policy_cmd:revert",
     "knob": "autotune.cli.knob_cmd:knob",
     "lab": "autotune.cli.lab_cmd:lab",
+    "nightly": "autotune.cli.nightly_cmd:nightly",
+    "report": "autotune.cli.report_cmd:report",
+    "dashboard": "autotune.cli.dashboard_cmd:dashboard",
     "analyze": "autotune.cli.analyze_cmd:analyze",
 }
 SHORT_HELP: dict[str, str] = {
@@ -31,6 +34,9 @@ SHORT_HELP: dict[str, str] = {
     "revert": "Undo every applied policy and any write a dead run left behind.",
     "knob": "List, set and inspect individual knobs.",
     "lab": "Build, start and enter the lab VM (a real 6.12 kernel under QEMU).",
+    "nightly": "Run due scheduled studies with drift checks; install their timer.",
+    "report": "Write a study's tables, figures and HTML report.",
+    "dashboard": "Serve optuna-dashboard on the study storage (loopback only).",
     "analyze": "Catalog a kernel build's perf-consts from its DWARF binary.",
 }
 

@@ -13,6 +13,8 @@ Examples:
   autotune run --workload redis --objective both -o clients=100 -o pipeline=8
   autotune run --workload redis --knob net.core.busy_read --knob net.core.busy_poll
   autotune run --workload redis --study nightly-redis --storage postgresql://u:p@db/autotune
+  autotune run --workload redis --target lab --workers 2      # two lab VMs, two trials at once
+  autotune run --workload redis --ray-address ray-head:6379 --workers 8
 """
 
 
@@ -40,11 +42,15 @@ Examples:
 @click.option("--study", "study_name", default=None, help="Study name; an existing one resumes.")
 @click.option("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the data dir).")
 @click.option("--seed", type=int, default=None, help="Sampler seed, for reproducible searches.")
+@click.option("--workers", default=1, show_default=True,
+              help="Trials at once, one isolated kernel each (Ray; with a lab: N private VMs).")
+@click.option("--ray-address", default=None,
+              help="Join this Ray cluster; its nodes offer the 'autotune_kernel' resource.")
 def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout: float | None,
         objective: str, repeats: int, duration: float, min_effect: float, max_regression: float,
         preflight_runs: int, top_k: int, validate_blocks: int,
         knob_names: tuple[str, ...], study_name: str | None, storage: str | None,
-        seed: int | None) -> None:
+        seed: int | None, workers: int, ray_address: str | None) -> None:
     """Tune kernel knobs for WORKLOAD with Bayesian optimization and an honest protocol.
 
     Every trial runs interleaved baseline/candidate pairs; the top candidates are
@@ -59,5 +65,6 @@ def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout
                          objective=objective, repeats=repeats, duration=duration,  # type: ignore[arg-type]
                          min_effect=min_effect, max_regression=max_regression, knobs=knob_names,
                          seed=seed, preflight_runs=preflight_runs, top_k=top_k,
-                         validate_blocks=validate_blocks)
+                         validate_blocks=validate_blocks, workers=workers,
+                         ray_address=ray_address)
     run_study(config)

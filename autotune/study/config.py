@@ -32,6 +32,8 @@ class StudyConfig:
     validate_blocks: int = 4
     knobs: tuple[str, ...] = ()
     seed: int | None = None
+    workers: int = 1
+    ray_address: str | None = None
 
     def validate(self) -> None:
         checks = [
@@ -45,6 +47,7 @@ class StudyConfig:
             (self.top_k >= 1, f"--top-k {self.top_k}: need at least 1"),
             (2 <= self.validate_blocks <= 100, f"--validate-blocks {self.validate_blocks}: choose 2..100"),
             (self.timeout is None or self.timeout > 0, f"--timeout {self.timeout}: must be positive"),
+            (1 <= self.workers <= 256, f"--workers {self.workers}: choose 1..256 (one per kernel)"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -12,28 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from autotune.core.catalog import Knob
-from autotune.core.errors import BadInputError
-from autotune.executors.local import LocalExecutor
+from autotune.executors.factory import build_executor
 from autotune.study.config import StudyConfig
 from autotune.study.progress import StudyProgress
 from autotune.study.runner import StudyRunner
-from autotune.study.worker import TrialWorker
-from autotune.targets import choose_target, open_target
-from kernel_runtime.target import Target
-from workloads import make_workload
-
-
-def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], list[tuple[str, str]]]:
-    """Usable knobs (optionally only the named ones) and the reasons others were left out."""
-    knobs = target.knobs()
-    if names:
-        known = {k.name for k in knobs}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise BadInputError(f"unknown knob(s) {unknown}; see 'autotune knob list'")
-        knobs = [k for k in knobs if k.name in names]
-    return target.control.usable(knobs)
+from autotune.targets import choose_target
 
 
 def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, Any]:
@@ -43,22 +26,10 @@ def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, 
     chosen, _ = choose_target(config.target)
     config = dataclasses.replace(config, target=chosen, study_name=config.name()
                                  if config.study_name else f"{config.workload}-{chosen}")
-    workload = make_workload(config.workload, config.workload_options)
-    target = open_target(chosen, say=console.print)
-    try:
-        restored = target.control.recover()
-        if restored:
-            console.print(f"restored {len(restored)} knob(s) a previous run left changed: "
-                          f"{', '.join(restored)}")
-        knobs, left_out = select_knobs(target, config.knobs)
-        for name, why in left_out:
-            console.print(f"[dim]left out {name}: {why}[/dim]")
-        console.print(f"searching {len(knobs)} knob(s): {', '.join(k.name for k in knobs)}")
-        worker = TrialWorker(target=target, workload=workload, knobs=knobs, duration=config.duration)
-    except BaseException:
-        target.close()
-        raise
-    executor = LocalExecutor(worker=worker)
+    executor, knobs, left_out = build_executor(config, say=console.print)
+    for name, why in left_out:
+        console.print(f"[dim]left out {name}: {why}[/dim]")
+    console.print(f"searching {len(knobs)} knob(s): {', '.join(k.name for k in knobs)}")
     try:
         with StudyProgress(total=config.trials, console=console) as progress:
             runner = StudyRunner(config=config, executor=executor, knobs=knobs, left_out=left_out,
