@@ -117,8 +117,9 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                                          f"{func.name}+{flow.shift_use - base:#x}"))
     if mn in ("shl", "sal", "shr", "sar"):
         res.constraints.append(("shift", f"V is the shift amount of '{mn}'"))
-    if flow.mask_use or mn == "and" and cand.expr == "V-1":
-        res.constraints.append(("pow2", "V-1 is used as an index mask"))
+    select = k > 0 and insns[k - 1].mnemonic == "sbb"  # 'sbb r,r; and $c': a select, not a mask
+    if flow.mask_use or (mn == "and" and cand.expr == "V-1" and not select):
+        res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))
     reader_at = flow.first_reader if flow.first_reader is not None else s.next
     probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
