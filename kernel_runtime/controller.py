@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import psutil
 
 from autotune.core.catalog import Knob
-from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
+from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem, KnobRejected
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
 from kernel_runtime.journal import Entry, Journal, SessionKind, owner_alive
 from kernel_runtime.kernel_lock import KernelLock
@@ -60,15 +60,15 @@ class KnobController:
             if name not in knobs:
                 raise BadInputError(f"unknown knob {name!r}; known: {', '.join(sorted(knobs))}")
             knobs[name].domain.check(name, int(value))
-        done: list[Entry] = []
         if self.lock:
             self.lock.acquire()
         with self.journal.locked():
+            pending: list[Entry] = []
             try:
                 for name, value in values.items():
-                    done.append(self._write(knobs[name], int(value), scope))
+                    pending.append(self._write(knobs[name], int(value), scope))
             except BaseException:
-                self._replay_backwards(done)
+                self._replay_backwards(pending)
                 raise
 
     def _write(self, knob: Knob, value: int, scope: Scope) -> Entry:
@@ -83,7 +83,12 @@ class KnobController:
                       spec=knob.model_dump(mode="json"), scope=scope.to_json(),
                       old=backend.read(knob, scope), new=value)
         self.journal.record(entry)
-        backend.set(knob, value, scope)
+        try:
+            backend.set(knob, value, scope)
+        except OSError as e:
+            # the journal entry stays: the caller's batch undo restores the old value
+            raise KnobRejected(f"kernel rejected {knob.name}={value} ({e.strerror or e}); "
+                               "narrow its domain in the catalog") from e
         return entry
 
     def _replay_backwards(self, entries: list[Entry]) -> list[str]:

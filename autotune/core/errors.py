@@ -54,3 +54,12 @@ class LeaseLapsed(AutotuneError):
     """The agent reset every knob because the controller stopped renewing its lease."""
 
     exit_code = 5
+
+
+class KnobRejected(AutotuneError):
+    """The kernel refused a value inside our domain (e.g. a sysctl bounded by another sysctl).
+
+    The write batch was undone; the trial fails with this reason and the study goes on.
+    """
+
+    exit_code = 4

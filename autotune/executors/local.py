@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from autotune.core.errors import MeasurementError
+from autotune.core.errors import KnobRejected, MeasurementError, TargetCrashed
 from autotune.executors.base import Executor, Job, JobResult
 from autotune.study.worker import TrialWorker
 
@@ -13,14 +13,20 @@ from autotune.study.worker import TrialWorker
 def execute(worker: TrialWorker, job: Job) -> JobResult:
     """Run one job on a worker; a failed measurement becomes an error result, not a crash.
 
-    Shared by the local executor and by remote workers so both fail trials the same way.
+    Shared by the local executor and by remote workers so both fail trials the same way. A
+    crashed target fails the job; the worker sets its workload up again on the next job,
+    on the target restarted clean.
     """
     try:
+        worker.ensure_ready()
         if job.kind == "baseline":
             return JobResult(job=job, runs=worker.baseline_runs(job.repeats))
         return JobResult(job=job, pairs=worker.pairs(job.params, job.repeats, first=job.tag))
-    except MeasurementError as e:
+    except (MeasurementError, KnobRejected) as e:
         return JobResult(job=job, error=str(e))
+    except TargetCrashed as e:
+        worker.mark_crashed()
+        return JobResult(job=job, error=f"target crashed: {e}")
 
 
 class LocalExecutor(Executor):

@@ -17,12 +17,14 @@ from autotune.study.config import StudyConfig
 from autotune.study.progress import StudyProgress
 from autotune.study.runner import StudyRunner
 from autotune.targets import choose_target
+from workloads import make_workload
 
 
 def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, Any]:
     """Run one study session end to end and print its verdict."""
     console = console or Console(stderr=True)
     config.validate()
+    make_workload(config.workload, config.workload_options)  # bad name/options: fail before booting
     chosen, _ = choose_target(config.target)
     config = dataclasses.replace(config, target=chosen, study_name=config.name()
                                  if config.study_name else f"{config.workload}-{chosen}")

@@ -7,11 +7,13 @@ order alternates (AB, BA, ...) so warm-up and drift do not favour either side.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from autotune.core.catalog import Knob
+from autotune.core.errors import AutotuneError
 from kernel_runtime.target import Target
 from workloads.base import Measurement, Workload
 
@@ -61,6 +63,17 @@ class TrialWorker:
         self.target.control.revert()
         self.workload.setup(self.target)
         self._ready = True
+
+    def ensure_ready(self) -> None:
+        """Set up again after a crash (the target restarts clean on its next use)."""
+        if not self._ready:
+            self.setup()
+
+    def mark_crashed(self) -> None:
+        """Forget the workload's processes: they died with the target's kernel."""
+        self._ready = False
+        with contextlib.suppress(AutotuneError):  # the processes died with the kernel
+            self.workload.teardown()
 
     def baseline_runs(self, n: int) -> list[dict[str, Any]]:
         """n runs at defaults, after one discarded warm-up run."""
