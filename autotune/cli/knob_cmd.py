@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.console import Console
@@ -17,6 +17,10 @@ from rich.table import Table
 
 from autotune.core.catalog import Knob
 from autotune.core.errors import BadInputError, EnvironmentProblem
+
+if TYPE_CHECKING:
+    from kernel_runtime.sie import SieBackend
+    from kernel_runtime.sie.runtime import Mode
 
 console = Console()
 
@@ -52,7 +56,7 @@ def _knob(name: str, release: str | None) -> Knob:
     return knobs[name]
 
 
-def _sie_backend(mode: str = "immediate") -> Any:
+def _sie_backend(mode: Mode = "immediate") -> SieBackend:
     from kernel_runtime.sie import SieBackend
 
     backend = SieBackend.for_running_kernel()
@@ -117,9 +121,9 @@ def load(name: str, mode: str, release: str | None, dry_run: bool) -> None:
     if dry_run:
         from kernel_runtime.sie.plan import load_plan
 
-        click.echo(load_plan(k, mode))  # type: ignore[arg-type]
+        click.echo(load_plan(k, cast("Mode", mode)))
         return
-    _sie_backend(mode).load(k)
+    _sie_backend(cast("Mode", mode)).load(k)
     console.print(f"{name}: loaded ({mode}); the kernel's own value applies until 'knob set'")
 
 
