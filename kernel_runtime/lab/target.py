@@ -115,7 +115,13 @@ class LabTarget(Target):
         self._handles: set[int] = set()
         self.info: dict[str, Any] = {}
         self.boots = 0
-        self._boot()
+        try:
+            self._boot()
+        except BaseException:
+            self._shutdown_session(polite=False)
+            if not self.lab.detached:
+                self.lab.close()
+            raise
 
     # lifecycle -------------------------------------------------------------------------
 
