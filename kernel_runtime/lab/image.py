@@ -227,7 +227,7 @@ def _needed_libraries(elves: list[Path]) -> set[Path]:
     return libs
 
 
-def _depends(module: bytes) -> list[str]:
+def module_depends(module: bytes) -> list[str]:
     """The ``depends=`` entry of a module's .modinfo strings (NUL-separated key=value)."""
     start = module.find(b"\0depends=")
     if start < 0:
@@ -248,7 +248,7 @@ def _modules(tree: KernelTree, stage: Path) -> list[str]:
             raise EnvironmentProblem(f"module {name} not in {tree.modules}: "
                                      "rerun 'autotune lab build' to re-extract the kernel")
         data = lzma.decompress(index[name].read_bytes())
-        for dep in _depends(data):
+        for dep in module_depends(data):
             visit(dep)
         rel = "/" + index[name].relative_to(tree.root).as_posix()[: -len(".xz")]
         dst = _guest_path(stage, rel)
