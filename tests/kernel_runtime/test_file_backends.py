@@ -79,3 +79,28 @@ def test_real_sysctl_probe_and_roundtrip() -> None:
     finally:
         backend.restore(knob, token)
     assert backend.read(knob) == token
+
+
+@pytest.mark.root
+def test_every_usable_curated_knob_accepts_its_domain_bounds(tmp_path: Path) -> None:
+    """A domain wider than the kernel allows fails trials at random: catch it here."""
+    from autotune.core.errors import KnobRejected
+    from kernel_runtime.controller import KnobController
+    from kernel_runtime.journal import Journal
+
+    control = KnobController(backends={"sysctl": SysctlBackend(), "debugfs": DebugfsBackend()},
+                             journal=Journal(tmp_path / "j.jsonl"))
+    knobs = {k.name: k for k in curated_knobs()}
+    usable, _ = control.usable(list(knobs.values()))
+    assert usable, "no curated knob is writable here"
+    rejected = []
+    try:
+        for k in usable:
+            for v in (k.domain.min, k.domain.max):
+                try:
+                    control.apply({k.name: v}, knobs)
+                except KnobRejected as e:
+                    rejected.append(str(e))
+    finally:
+        control.close()
+    assert rejected == []
