@@ -1,0 +1,56 @@
+"""The recompile oracle on the real lab kernel: confirm, refute, and find what matching missed.
+
+Each constant here lives in one small object, so the three compiles per object take seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from analysis import analyze, find_sites, kernel_tree, linetable, oracle, seeds
+from analysis.elfimage import Image
+from autotune.core.catalog import Catalog
+
+NAMES = ["MAX_SOFTIRQ_RESTART", "SBQ_WAKE_BATCH", "EP_MAX_NESTS"]
+
+
+@pytest.fixture(scope="module")
+def catalog(lab_files) -> Catalog:  # type: ignore[no-untyped-def]
+    return analyze.analyze(lab_files, names=NAMES, oracle=True, jobs=2, force=True).catalog
+
+
+def test_every_kept_site_is_oracle_verified(catalog: Catalog) -> None:
+    assert {k.name for k in catalog.knobs} >= {"MAX_SOFTIRQ_RESTART", "SBQ_WAKE_BATCH"}
+    for knob in catalog.knobs:
+        assert knob.sites and all(s.verified == "oracle" for s in knob.sites), knob.name
+
+
+def test_oracle_confirms_hoisted_softirq_restart(catalog: Catalog) -> None:
+    (s,) = catalog.knob("MAX_SOFTIRQ_RESTART").sites
+    assert (s.function, s.cs_start, s.expr) == ("handle_softirqs", 0x54, "V")
+
+
+def test_oracle_promotes_derived_compare(catalog: Catalog) -> None:
+    # sbitmap compares against SBQ_WAIT_QUEUES * SBQ_WAKE_BATCH - 1: no encoding rule
+    # guesses 8V-1, the three builds fit it exactly.
+    derived = [s for s in catalog.knob("SBQ_WAKE_BATCH").sites if s.expr == "V*8-1"]
+    assert len(derived) >= 3 and all(s.location == "flags" for s in derived)
+    assert all(s.expected_default == 63 for s in derived)
+
+
+def test_wrong_expression_is_refuted_and_dropped(lab_files) -> None:  # type: ignore[no-untyped-def]
+    image = Image(lab_files.vmlinux)
+    table = linetable.line_table(lab_files.vmlinux, kernel_tree.analysis_cache() / image.build_id)
+    seed = seeds.resolve("MAX_SOFTIRQ_RESTART", "kernel/softirq.c", lab_files.source, 250)
+    seeds.find_uses([seed], lab_files.source)
+    found = find_sites.find([seed], [(image, table)], {seed.name: 1}, jobs=1)[seed.name]
+    (res,) = [r for r in found.results if r.site is not None]
+    # same immediate at V0 (2*10-10 = 10), different at every other value
+    res.candidate = dataclasses.replace(res.candidate, expr="V*2-10")
+    report = oracle.verify_seed(lab_files, {"": image}, found, jobs=2)
+    assert report.refuted == ["handle_softirqs+0x54"] and res.site is None
+    assert "refuted by the oracle" in res.reason
+    promoted = [r.site for r in found.results if r is not res and r.site is not None]
+    assert [(s.cs_start, s.expr, s.verified) for s in promoted] == [(0x54, "V", "oracle")]
