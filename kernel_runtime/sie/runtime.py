@@ -90,11 +90,7 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> 
                 obj.close()
         if mode == "per-task":
             _attach_spans(knob, object_for, syms, where)
-        ctl = PinnedMap(where / "sie_ctl")
-        try:
-            ctl.update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
-        finally:
-            ctl.close()
+        _map(knob.name, "sie_ctl").update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
     except BaseException:
         detach(knob, syms)
         raise
@@ -132,6 +128,7 @@ def _ends_function(span: SafeSpan, syms: Kallsyms) -> bool:
 
 def detach(knob: Knob, syms: Kallsyms) -> None:
     """Remove every pin of the knob (detaching its probes) and its module slots."""
+    _forget(knob.name)
     where = pin_dir(knob.name)
     if where.exists():
         for link in sorted(where.glob("link_*")):
@@ -146,8 +143,32 @@ def detach(knob: Knob, syms: Kallsyms) -> None:
             continue
 
 
+_open: dict[Path, tuple[int, PinnedMap]] = {}
+
+
+def _map(knob: str, name: str) -> PinnedMap:
+    """A pinned map of a loaded knob, opened once per process: a value change is then a
+    stat and two bpf() calls. The pin's inode tells when another process re-loaded it."""
+    path = pin_dir(knob) / name
+    try:
+        ino = path.stat().st_ino
+    except OSError as e:
+        raise EnvironmentProblem(f"knob {knob!r} is not loaded ({path}: {e.strerror})") from e
+    cached = _open.get(path)
+    if cached is None or cached[0] != ino:
+        if cached is not None:
+            cached[1].close()
+        _open[path] = (ino, PinnedMap(path))
+    return _open[path][1]
+
+
+def _forget(knob: str) -> None:
+    for path in [p for p in _open if p.parent == pin_dir(knob)]:
+        _open.pop(path)[1].close()
+
+
 def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
-    ctl = PinnedMap(pin_dir(knob) / "sie_ctl")
+    ctl = _map(knob, "sie_ctl")
     raw = ctl.lookup(struct.pack("<I", 0), struct.calcsize(_CTL))
     assert raw is not None
     return ctl, struct.unpack(_CTL, raw)
@@ -156,50 +177,38 @@ def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
 def set_value(knob: str, value: int | None, scope: Scope) -> int:
     """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch."""
     ctl, (epoch, disabled, mode) = _ctl(knob)
-    values = PinnedMap(pin_dir(knob) / "sie_values")
-    try:
-        epoch += 1
-        if value is None:
-            values.delete(_scope_key(scope))
-        else:
-            values.update(_scope_key(scope), struct.pack(_VAL, value, epoch))
-        ctl.update(struct.pack("<I", 0), struct.pack(_CTL, epoch, disabled, mode))
-        return epoch
-    finally:
-        values.close()
-        ctl.close()
+    values = _map(knob, "sie_values")
+    epoch += 1
+    if value is None:
+        values.delete(_scope_key(scope))
+    else:
+        values.update(_scope_key(scope), struct.pack(_VAL, value, epoch))
+    ctl.update(struct.pack("<I", 0), struct.pack(_CTL, epoch, disabled, mode))
+    return epoch
 
 
 def get_value(knob: str, scope: Scope) -> int | None:
-    values = PinnedMap(pin_dir(knob) / "sie_values")
-    try:
-        raw = values.lookup(_scope_key(scope), struct.calcsize(_VAL))
-    finally:
-        values.close()
+    raw = _map(knob, "sie_values").lookup(_scope_key(scope), struct.calcsize(_VAL))
     return None if raw is None else int(struct.unpack(_VAL, raw)[0])
 
 
 def control(knob: str) -> dict[str, int]:
-    ctl, (epoch, disabled, mode) = _ctl(knob)
-    ctl.close()
+    _, (epoch, disabled, mode) = _ctl(knob)
     return {"epoch": epoch, "disabled": disabled, "mode": mode}
 
 
 def counters(knob: str, sites: int) -> list[dict[str, int]]:
     """Per-site hits / applied / mismatches / refused, summed over CPUs."""
-    counts = PinnedMap(pin_dir(knob) / "sie_counts")
+    counts = _map(knob, "sie_counts")
     ncpu, size = possible_cpus(), struct.calcsize(_COUNT)
     out: list[dict[str, int]] = []
-    try:
-        for i in range(sites):
-            raw = counts.lookup(struct.pack("<I", i), ncpu * size) or b"\0" * ncpu * size
-            totals = [0, 0, 0, 0]
-            for cpu in range(ncpu):
-                for k, v in enumerate(struct.unpack_from(_COUNT, raw, cpu * size)):
-                    totals[k] += v
-            out.append(dict(zip(COUNTERS, totals, strict=True)))
-    finally:
-        counts.close()
+    for i in range(sites):
+        raw = counts.lookup(struct.pack("<I", i), ncpu * size) or b"\0" * ncpu * size
+        totals = [0, 0, 0, 0]
+        for cpu in range(ncpu):
+            for k, v in enumerate(struct.unpack_from(_COUNT, raw, cpu * size)):
+                totals[k] += v
+        out.append(dict(zip(COUNTERS, totals, strict=True)))
     return out
 
 
