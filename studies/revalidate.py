@@ -4,10 +4,11 @@ A policy's evidence was measured once; kernels, firmware, load and the workload 
 night the policy is measured again, the same way a study validates (candidate next to its
 own baseline, order alternating), and compared with what its file claims:
 
-- ``regression``: with 95% confidence the policy is now *worse* than the default;
-- ``drift``: its effect moved by more than the tolerance and the recorded effect lies outside
-  the fresh 95% CI (the claim no longer holds, though it may still help);
-- ``ok``: the fresh CI still covers the recorded effect (or it moved less than the tolerance).
+- ``regression``: with 95% confidence the policy delivers less than its file promises (by
+  more than the tolerance), or is now worse than the default;
+- ``drift``: with 95% confidence it now does better than promised (the system changed: a
+  fresh study may find more);
+- ``ok``: the fresh CI reaches the recorded effect, give or take the tolerance.
 """
 
 from __future__ import annotations
@@ -50,17 +51,24 @@ class DriftCheck:
 
 def classify(fresh: Effect, recorded: float | None, metric: str, tolerance: float
              ) -> tuple[Status, str]:
-    """Judge a fresh effect of the policy against the one its file records."""
+    """Judge a fresh effect of the policy against the one its file records.
+
+    Effects are turned into gains (positive = better) so one rule serves throughput and p99.
+    """
     ci = f"{fresh.effect:+.1%} [95% CI {fresh.low:+.1%} .. {fresh.high:+.1%}, n={fresh.n}]"
-    higher = protocol.BETTER_HIGHER[metric]
-    worse = fresh.high < 0 if higher else fresh.low > 0
-    if worse:
+    sign = 1.0 if protocol.BETTER_HIGHER[metric] else -1.0
+    low, high = sorted((sign * fresh.low, sign * fresh.high))
+    if high < 0:
         return "regression", f"policy now hurts {metric}: {ci} against the default"
-    if recorded is not None and not fresh.low <= recorded <= fresh.high \
-            and abs(fresh.effect - recorded) > tolerance:
-        return "drift", f"{metric} effect drifted from {recorded:+.1%} to {ci}"
-    was = f" (recorded {recorded:+.1%})" if recorded is not None else ""
-    return "ok", f"{metric} effect holds: {ci}{was}"
+    if recorded is None:
+        return "ok", f"{metric} effect {ci} (no recorded effect to compare)"
+    claim = sign * recorded
+    if high < claim - tolerance:
+        return "regression", (f"policy lost its {metric} gain: recorded {recorded:+.1%}, "
+                              f"now {ci}")
+    if low > claim + tolerance:
+        return "drift", f"{metric} effect grew from {recorded:+.1%} to {ci}: worth re-tuning"
+    return "ok", f"{metric} effect holds: {ci} (recorded {recorded:+.1%})"
 
 
 def revalidate(policy: Policy | None, config: StudyConfig, *, pairs: int, tolerance: float,
