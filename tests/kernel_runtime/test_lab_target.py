@@ -132,6 +132,14 @@ def test_redis_measurement_inside_lab(lab: LabTarget) -> None:
     assert m.provenance["kernel_release"] == lab.kernel().release
 
 
+def test_hung_guest_is_detected_and_restarted(lab: LabTarget) -> None:
+    boots = lab.boots
+    with pytest.raises(TargetCrashed, match="guest hung: no heartbeat"):
+        lab.run(["kill", "-STOP", str(lab.info["pid"])], timeout=60)  # the agent freezes
+    assert lab.run(["true"], timeout=20).returncode == 0
+    assert lab.boots == boots + 1
+
+
 def test_crash_recovery(lab: LabTarget) -> None:
     boot_id = read(lab, "/proc/sys/kernel/random/boot_id")
     boots = lab.boots
