@@ -73,9 +73,9 @@ def path_kernel(vmlinux: Path, source: Path | None, config: Path | None,
     if not vmlinux.is_file():
         raise BadInputError(f"--kernel {vmlinux}: no such file; pass a vmlinux with DWARF, "
                             "'lab' or 'host'")
-    if source is None or not (source / "Makefile").exists():
+    if source is None or not source.is_dir():
         raise BadInputError(f"--kernel {vmlinux}: pass its source tree with --source DIR "
-                            "(the directory holding the kernel's top-level Makefile)")
+                            "(the directory the build's DWARF paths are relative to)")
     cfg = config or source / ".config"
     if not cfg.exists():
         raise BadInputError(f"--kernel {vmlinux}: no config at {cfg}; pass --config FILE")

@@ -11,7 +11,7 @@ EPILOG = """\b
 Examples:
   autotune analyze                                   # the lab kernel, the paper's seed list
   autotune analyze --const TCP_INIT_CWND --oracle    # one constant, verified by recompiles
-  autotune analyze --const kernel/softirq.c:540      # a literal on a source line
+  autotune analyze --const mm/shrinker.c:406         # a literal on a source line
   autotune analyze --kernel /path/vmlinux --source ~/linux --jobs 2 -o catalog.json
 """
 
