@@ -24,6 +24,11 @@ class Change:
     index: int          # position among the function's instructions (default build)
     mnemonic: str
     imms: tuple[int, ...]  # the immediate in each build, default first
+    stack_frame: bool = False  # the immediate sizes the stack frame: V sizes a local array
+
+    def describe(self) -> str:
+        what = " (stack frame size: V sizes an on-stack array)" if self.stack_frame else ""
+        return f"{self.function} #{self.index} {self.mnemonic} {self.imms}{what}"
 
 
 def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
@@ -85,7 +90,8 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
                 for slot in range(len(mine)):
                     column = (mine[slot], *(t[slot] for t in theirs))
                     if len(set(column)) > 1:
-                        changes.append(Change(name, idx, insns[idx].mnemonic, column))
+                        frame = insns[idx].writes_reg == "rsp" or "rsp" in insns[idx].op_str
+                        changes.append(Change(name, idx, insns[idx].mnemonic, column, frame))
         if differs:
             reshaped.append(name)
     return changes, reshaped

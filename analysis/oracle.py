@@ -175,8 +175,7 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
                 image = images[results[0].candidate.module]
                 promoted = promote.promote(change, builds[0], image, values, obj)
                 if promoted is None:
-                    report.uncovered.append(f"{obj}:{change.function} #{change.index} "
-                                            f"{change.mnemonic} {change.imms}")
+                    report.uncovered.append(f"{obj}:{change.describe()}")
                     continue
                 promoted.site.verified = "oracle"  # type: ignore[union-attr]
                 found.results.append(promoted)

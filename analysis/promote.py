@@ -1,4 +1,4 @@
-"""Turn an oracle change no site explained into a site, when it is affine in V.
+"""Turn an oracle change no site explained into a site, when it is affine in V (or V>>s).
 
 Three builds give three (V, immediate) points; if they lie on one integer line
 IV = a*V + b, the instruction encodes a derived value of the constant (``cmp $(8V-1)``,
@@ -42,6 +42,20 @@ def render(a: int, b: int) -> str:
     return head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}"
 
 
+def expression(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
+    """IV = f(V) through the three points: affine, or V>>s (+b) for a divided constant."""
+    ab = fit(values, imms)
+    if ab is not None:
+        return render(*ab)
+    signed = [_signed(i) for i in imms]
+    for shift in range(1, 7):
+        b = signed[0] - (values[0] >> shift)
+        if all((v >> shift) + b == i for v, i in zip(values, signed, strict=True)):
+            head = f"(V >> {shift})"
+            return head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}"
+    return None
+
+
 def _vm_instruction(change: Change, obj_insns: list[disasm.Insn], image: Image
                     ) -> tuple[bytes, list[disasm.Insn], disasm.Insn] | None:
     keys = [i.mnemonic for i in obj_insns]
@@ -61,8 +75,8 @@ def _vm_instruction(change: Change, obj_insns: list[disasm.Insn], image: Image
 def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Image,
             values: tuple[int, ...], obj: str) -> sitebuild.SiteResult | None:
     """A verified site for ``change``, or None when it is not affine or not found in vmlinux."""
-    ab = fit(values, change.imms)
-    if ab is None or change.function not in obj_funcs:
+    text = expression(values, change.imms)
+    if text is None or change.function not in obj_funcs or change.stack_frame:
         return None
     found = _vm_instruction(change, obj_funcs[change.function], image)
     if found is None:
@@ -70,7 +84,7 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
     code, vm, ins = found
     func = image.function_at(ins.address)
     assert func is not None
-    cand = Candidate(func, ins, render(*ab), _WIDTH.get(ins.imm_size, "u64"),
+    cand = Candidate(func, ins, text, _WIDTH.get(ins.imm_size, "u64"),
                      "found by the oracle: affine in V", f"{obj} (oracle)", False,
                      obj[:-2] + ".c", image.module)
     res = sitebuild.build(code, cand, vm, values[0])

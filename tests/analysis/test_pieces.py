@@ -44,6 +44,9 @@ def test_affine_fit_and_render() -> None:
     assert promote.fit((50, 101, 152), (75, 24, 4294967269)) == (-1, 125)
     assert promote.render(-1, 125) == "-V+125"
     assert promote.fit((10, 21, 32), (1, 4, 5)) is None
+    # DEF_PRIORITY/2 in vmscan: 12, 25, 38 -> 6, 12, 19 is V>>1, not affine
+    assert promote.expression((12, 25, 38), (6, 12, 19)) == "(V >> 1)"
+    assert promote.expression((50, 101, 152), (10, 9, 8)) is None
 
 
 def test_file_line_seed_takes_last_literal(tmp_path: Path) -> None:
