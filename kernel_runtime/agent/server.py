@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.core.errors import AutotuneError, BadInputError
+from autotune.core.kernel import running_kernel
 from kernel_runtime.agent.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
@@ -78,7 +79,7 @@ class Agent:
             self.sessions[session.id] = session
         info = {"protocol": PROTOCOL_VERSION, "session": session.id, "agent": self.instance,
                 "pid": os.getpid(), "boot_id": _read("/proc/sys/kernel/random/boot_id"),
-                "kernel": session.target.kernel().model_dump(),
+                "kernel": running_kernel().model_dump(),
                 "features": probe_features().to_json(), "python": sys.version.split()[0]}
         return session, info
 

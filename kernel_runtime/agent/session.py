@@ -39,7 +39,8 @@ class Session:
         if not 0.5 <= lease <= 3600:
             raise BadInputError(f"lease {lease} s outside [0.5, 3600]")
         self.id = uuid.uuid4().hex[:12]
-        self.target = HostTarget()
+        self._target: HostTarget | None = None
+        self._target_lock = threading.Lock()
         self.lease = lease
         self._spawner = spawner
         self.deadline = time.monotonic() + lease
@@ -56,11 +57,22 @@ class Session:
             "knobs": lambda: [k.model_dump(mode="json") for k in self.target.knobs()],
             "usable": self.usable, "apply": self.apply, "revert": self.revert,
             "recover": self.recover, "status": self.status,
-            "cpu_count": self.target.cpu_count, "which": self.target.which,
-            "make_workdir": self.target.make_workdir, "write_file": self.target.write_file,
-            "free_port": self.target.free_port, "spawn": self.spawn, "run": self.run,
+            "cpu_count": lambda: self.target.cpu_count(),
+            "which": lambda program: self.target.which(program),
+            "make_workdir": lambda prefix: self.target.make_workdir(prefix),
+            "write_file": lambda path, text: self.target.write_file(path, text),
+            "free_port": lambda: self.target.free_port(), "spawn": self.spawn, "run": self.run,
             "alive": self.alive, "cpu_seconds": self.cpu_seconds, "stop": self.stop,
         }
+
+    @property
+    def target(self) -> HostTarget:
+        """Made on first use: building the controller (SIE catalog included) takes ~0.7 s in
+        the TCG guest, and heartbeat or status sessions never need it."""
+        with self._target_lock:
+            if self._target is None:
+                self._target = HostTarget()
+            return self._target
 
     def call(self, method: str, params: dict[str, Any]) -> Any:
         if method not in HOUSEKEEPING:
@@ -90,6 +102,8 @@ class Session:
         Returns how many knobs were reset; the client's next call learns of it once.
         """
         self.expired = True
+        if self._target is None:
+            return 0
         with self._knob_lock:
             written = len(self._written)
             self.target.control.revert()
@@ -154,6 +168,7 @@ class Session:
 
     def close(self) -> None:
         """Revert knobs, stop processes, remove workdirs: the client is done or gone."""
-        with self._knob_lock:
-            self.target.close()
+        if self._target is not None:
+            with self._knob_lock:
+                self._target.close()
         self._handles.clear()
