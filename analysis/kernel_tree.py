@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from autotune.core.errors import EnvironmentProblem
@@ -36,6 +38,16 @@ def _lock(path: Path) -> int:
     fd = os.open(path, os.O_CREAT | os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+@contextmanager
+def tree_lock(tree: Path) -> Iterator[None]:
+    """Serialise builds in ``tree`` (make writes objects and .cmd files there)."""
+    fd = _lock(tree.parent / ".lock")
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def source_tree(tarball: Path, key: str) -> Path:

@@ -75,11 +75,12 @@ def rewrite_line(seed: Seed, line: str, value: int) -> str:
 def compile_command(tree: Path, obj: str) -> list[str]:
     """kbuild's exact gcc command for ``obj`` (building it once if needed)."""
     cmd_file = tree / Path(obj).parent / f".{Path(obj).name}.cmd"
-    if not cmd_file.exists():
-        res = subprocess.run(["make", "-s", obj], cwd=tree, capture_output=True, text=True,
-                             check=False)
-        if res.returncode != 0 or not cmd_file.exists():
-            raise EnvironmentProblem(f"make {obj} failed: {res.stderr.strip()[-200:]}")
+    with kernel_tree.tree_lock(tree):
+        if not cmd_file.exists():
+            res = subprocess.run(["make", "-s", obj], cwd=tree, capture_output=True, text=True,
+                                 check=False)
+            if res.returncode != 0 or not cmd_file.exists():
+                raise EnvironmentProblem(f"make {obj} failed: {res.stderr.strip()[-200:]}")
     first = cmd_file.read_text().splitlines()[0]
     return shlex.split(first.split(":=", 1)[1].split(";")[0])
 
