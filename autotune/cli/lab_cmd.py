@@ -20,6 +20,8 @@ from autotune.core.errors import EnvironmentProblem
 
 console = Console(stderr=True)
 DETACH_KEY = b"\x1d"  # Ctrl-]
+# What the lab, the SIE module build (headers, kbuild) and analysis (dbg) need.
+BUILD_ROLES = ("image", "headers", "headers-common", "kbuild", "dbg")
 
 EPILOG = """\b
 Examples:
@@ -49,7 +51,7 @@ def lab() -> None:
               help="Rebuild for the recorded kernel version instead of apt's newest.")
 def build(keep_version: bool) -> None:
     """Download and extract the kernel packages, assemble the initramfs, test-boot it."""
-    from analysis.debian_kernel import ROLES, fetch, resolve_version
+    from analysis.debian_kernel import fetch, resolve_version
     from kernel_runtime.lab.image import build_image
     from kernel_runtime.lab.vm import Lab
 
@@ -57,7 +59,7 @@ def build(keep_version: bool) -> None:
     with _progress("lab build") as say:
         say("resolving the newest 6.12 cloud kernel")
         version = resolve_version(refresh=not keep_version)
-        for role in ("image", "headers", "headers-common", "kbuild", "dbg"):
+        for role in BUILD_ROLES:
             say(f"fetching {version.package_name(role)}")
             vdir = fetch([role], version=version)
         image = build_image(version, say)
@@ -74,7 +76,8 @@ def build(keep_version: bool) -> None:
     if features["missing"]:
         raise EnvironmentProblem(f"the lab kernel booted but lacks SIE features: "
                                  f"{features['missing']}")
-    click.echo(f"kernel   {version.release} (Debian {version.package}; roles {', '.join(ROLES)})")
+    click.echo(f"kernel   {version.release} (Debian {version.package})")
+    click.echo(f"packages {', '.join(version.package_name(r) for r in BUILD_ROLES)}")
     click.echo(f"build-id {info['kernel']['build_id']}")
     click.echo(f"cache    {vdir}")
     click.echo(f"initrd   {image.initrd} ({image.initrd.stat().st_size / 1e6:.1f} MB)")
