@@ -28,10 +28,13 @@ Examples:
 @click.option("--timeout", type=float, default=None, help="Stop searching after this many seconds.")
 @click.option("--objective", type=click.Choice(["throughput", "p99", "both"]), default="throughput",
               show_default=True, help="What to improve; 'both' searches the Pareto front.")
-@click.option("--repeats", default=3, show_default=True, help="Baseline/candidate pairs per trial.")
+@click.option("--repeats", type=int, default=None,
+              help="Baseline/candidate pairs per trial [default: as many as the preflight noise needs].")
+@click.option("--max-repeats", default=8, show_default=True,
+              help="Ceiling for automatic repeats; noisier than that and the study refuses.")
 @click.option("--duration", default=4.0, show_default=True, help="Seconds per workload run.")
-@click.option("--min-effect", default=0.05, show_default=True,
-              help="Smallest relative effect worth detecting (drives the noise preflight).")
+@click.option("--min-effect", type=float, default=None,
+              help="Smallest relative effect worth detecting [default: 0.05 on host, 0.20 on lab].")
 @click.option("--max-regression", default=0.05, show_default=True,
               help="Allowed regression of the other metric (p99 or throughput).")
 @click.option("--preflight-runs", default=5, show_default=True, help="Baseline runs to judge noise.")
@@ -47,7 +50,8 @@ Examples:
 @click.option("--ray-address", default=None,
               help="Join this Ray cluster; its nodes offer the 'autotune_kernel' resource.")
 def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout: float | None,
-        objective: str, repeats: int, duration: float, min_effect: float, max_regression: float,
+        objective: str, repeats: int | None, max_repeats: int, duration: float,
+        min_effect: float | None, max_regression: float,
         preflight_runs: int, top_k: int, validate_blocks: int,
         knob_names: tuple[str, ...], study_name: str | None, storage: str | None,
         seed: int | None, workers: int, ray_address: str | None) -> None:
@@ -62,7 +66,7 @@ def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout
     interrupt_on_sigterm()
     config = StudyConfig(workload=workload, workload_options=parse_kv(wopts), target=target,
                          study_name=study_name, storage=storage, trials=trials, timeout=timeout,
-                         objective=objective, repeats=repeats, duration=duration,  # type: ignore[arg-type]
+                         objective=objective, repeats=repeats, max_repeats=max_repeats, duration=duration,  # type: ignore[arg-type]
                          min_effect=min_effect, max_regression=max_regression, knobs=knob_names,
                          seed=seed, preflight_runs=preflight_runs, top_k=top_k,
                          validate_blocks=validate_blocks, workers=workers,

@@ -9,6 +9,9 @@ from autotune.core.errors import BadInputError
 
 Objective = Literal["throughput", "p99", "both"]
 OBJECTIVES: tuple[str, ...] = ("throughput", "p99", "both")
+# A TCG-emulated lab shows 10-50% run-to-run spread; asking it for 5% effects would need
+# hundreds of repeats, so its default only looks for effects it can actually resolve.
+DEFAULT_MIN_EFFECT = {"host": 0.05, "lab": 0.20}
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,10 @@ class StudyConfig:
     trials: int = 8
     timeout: float | None = None
     objective: Objective = "throughput"
-    repeats: int = 3
+    repeats: int | None = None
+    max_repeats: int = 8
     duration: float = 4.0
-    min_effect: float = 0.05
+    min_effect: float | None = None
     max_regression: float = 0.05
     preflight_runs: int = 5
     top_k: int = 2
@@ -39,9 +43,11 @@ class StudyConfig:
         checks = [
             (self.objective in OBJECTIVES, f"objective {self.objective!r}; choose {', '.join(OBJECTIVES)}"),
             (self.trials >= 1, f"--trials {self.trials}: need at least 1"),
-            (1 <= self.repeats <= 50, f"--repeats {self.repeats}: choose 1..50"),
+            (self.repeats is None or 1 <= self.repeats <= 50, f"--repeats {self.repeats}: choose 1..50"),
+            (2 <= self.max_repeats <= 50, f"--max-repeats {self.max_repeats}: choose 2..50"),
             (0.5 <= self.duration <= 3600, f"--duration {self.duration}: choose 0.5..3600 s"),
-            (0 < self.min_effect < 1, f"--min-effect {self.min_effect}: choose a fraction in (0, 1)"),
+            (self.min_effect is None or 0 < self.min_effect < 1,
+             f"--min-effect {self.min_effect}: choose a fraction in (0, 1)"),
             (0 <= self.max_regression < 1, f"--max-regression {self.max_regression}: choose [0, 1)"),
             (3 <= self.preflight_runs <= 100, f"--preflight-runs {self.preflight_runs}: choose 3..100"),
             (self.top_k >= 1, f"--top-k {self.top_k}: need at least 1"),
@@ -52,6 +58,12 @@ class StudyConfig:
         for ok, msg in checks:
             if not ok:
                 raise BadInputError(msg)
+
+    def effective_min_effect(self) -> float:
+        """The explicit --min-effect, else the target's default (emulated labs are noisier)."""
+        if self.min_effect is not None:
+            return self.min_effect
+        return DEFAULT_MIN_EFFECT.get(self.target, DEFAULT_MIN_EFFECT["host"])
 
     def name(self) -> str:
         return self.study_name or f"{self.workload}-{self.target}"

@@ -26,19 +26,28 @@ BETTER_HIGHER = {"throughput": True, "p99_ms": False}
 
 
 def preflight(runs: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]:
-    """Judge baseline noise against the requested minimum effect; refuse with advice."""
+    """Judge baseline noise against the minimum effect; pick repeats or refuse with advice.
+
+    With ``--repeats`` unset the study uses as many pairs per trial as the noise needs
+    (at least 2, at most ``max_repeats``); an explicit ``--repeats`` is taken as a budget.
+    """
     metric = config.primary()
+    min_effect = config.effective_min_effect()
     values = [float(r[metric]) for r in runs]
     noise = pair_noise(values)
-    needed = repeats_needed(noise, config.min_effect)
+    needed = repeats_needed(noise, min_effect)
+    repeats = config.repeats if config.repeats is not None else max(2, needed)
     report = {"metric": metric, "values": values, "cv": cv(values), "pair_noise": noise,
-              "repeats_needed": needed, "repeats": config.repeats,
+              "repeats_needed": needed, "repeats": repeats, "min_effect": min_effect,
               "outliers": outliers(values)}
-    if needed > config.repeats:
+    budget = config.repeats if config.repeats is not None else config.max_repeats
+    if needed > budget:
+        what = f"--repeats is {config.repeats}" if config.repeats is not None else \
+            f"automatic repeats stop at --max-repeats {config.max_repeats}"
         raise NoiseTooHighError(
             f"baseline {metric} noise {noise:.1%} (CV {report['cv']:.1%}) needs {needed} repeats to "
-            f"resolve a {config.min_effect:.0%} effect, but --repeats is {config.repeats}: "
-            f"rerun with --repeats {needed}, or --min-effect {_effect_for(noise, config.repeats):.2f}, "
+            f"resolve a {min_effect:.0%} effect, but {what}: rerun with --repeats {needed}, "
+            f"or --min-effect {_effect_for(noise, budget):.2f}, "
             "or a longer --duration on a quieter machine")
     return report
 

@@ -64,6 +64,7 @@ class StudyRunner:
         self.knobs = knobs
         self.left_out = left_out
         self.progress = progress
+        self.repeats = config.repeats or 2  # replaced by the preflight's choice
         self.study = open_study(config)
 
     def _log(self, text: str) -> None:
@@ -76,7 +77,9 @@ class StudyRunner:
         self.executor.start()
         pre = self._preflight()
         self._log(f"preflight: {pre['metric']} CV {pre['cv']:.1%}, pair noise {pre['pair_noise']:.1%}"
-                  f" -> {pre['repeats_needed']} repeat(s) needed, {self.config.repeats} used")
+                  f" -> {pre['repeats_needed']} repeat(s) needed for a {pre['min_effect']:.0%} effect,"
+                  f" {pre['repeats']} used")
+        self.repeats = int(pre["repeats"])
         self._search()
         validations = self._validate()
         decision = protocol.decide(validations, self.config)
@@ -117,7 +120,7 @@ class StudyRunner:
             for _ in range(batch):
                 trial = self.study.ask()
                 asked[trial.number] = (trial, suggest(trial, self.knobs))
-            jobs = [Job(kind="pairs", tag=n, params=p, repeats=self.config.repeats)
+            jobs = [Job(kind="pairs", tag=n, params=p, repeats=self.repeats)
                     for n, (_, p) in asked.items()]
             try:
                 for result in self.executor.run(jobs):

@@ -96,3 +96,18 @@ def test_noise_helpers() -> None:
 def test_config_validation(kwargs: dict) -> None:
     with pytest.raises(BadInputError):
         StudyConfig(**kwargs).validate()
+
+
+def test_automatic_repeats_follow_the_noise_up_to_the_ceiling() -> None:
+    values = [100, 104, 98, 103, 97]
+    noise = pair_noise(values)
+    runs = [run(v, 1.0) for v in values]
+    auto = protocol.preflight(runs, StudyConfig(min_effect=0.05))
+    assert auto["repeats"] == max(2, repeats_needed(noise, 0.05))
+    with pytest.raises(NoiseTooHighError, match="--max-repeats 2"):
+        protocol.preflight(runs, StudyConfig(min_effect=0.01, max_repeats=2))
+
+
+def test_lab_targets_default_to_a_larger_minimum_effect() -> None:
+    assert StudyConfig(target="lab").effective_min_effect() > StudyConfig(target="host").effective_min_effect()
+    assert StudyConfig(target="lab", min_effect=0.03).effective_min_effect() == 0.03
