@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_runtime.tunables.files import DebugfsBackend, SysctlBackend
 from kernel_runtime.tunables.curated import curated_knobs
+from kernel_runtime.tunables.files import DebugfsBackend, SysctlBackend
 
 __all__ = ["DebugfsBackend", "SysctlBackend", "curated_knobs"]
