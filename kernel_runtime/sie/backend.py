@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.core.catalog import Catalog, Knob
-from autotune.core.errors import AutotuneError, EnvironmentProblem
+from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
 from kernel_runtime.features import probe_features
 from kernel_runtime.sie import artifacts, module, runtime
@@ -80,16 +80,18 @@ class SieBackend(Backend):
         return module.build(headers, artifacts.build_dir(self.release))
 
     def load(self, knob: Knob) -> None:
-        if knob.name in self._loaded:
-            return
+        """Attach the knob unless some process already did (in the same mode)."""
         module.load(self.module_path())
         if not runtime.is_loaded(knob.name):
             runtime.attach(knob, mode=self.mode, object_for=self.object_for, syms=self.syms())
+        elif runtime.control(knob.name)["mode"] != runtime.MODES[self.mode]:
+            raise BadInputError(f"knob {knob.name!r} is loaded in another transition mode: "
+                                f"'autotune knob unload {knob.name}' first, then load it --mode {self.mode}")
         self._loaded[knob.name] = knob
 
     def _require(self, knob: Knob) -> None:
         if not runtime.is_loaded(knob.name):
-            raise EnvironmentProblem(f"knob {knob.name!r} is not loaded: run 'autotune knob load {knob.name}'")
+            self.load(knob)  # another process unloaded it: attach again before writing
         if runtime.control(knob.name)["disabled"]:
             raise AutotuneError(f"knob {knob.name!r} disabled itself: a site did not hold its default "
                                 "value (wrong catalog for this kernel?); see 'autotune knob status'")

@@ -128,9 +128,10 @@ def register(address: int, site: Site) -> None:
     _command(slot_command(address, site))
 
 
-def unregister(address: int) -> None:
+def unregister(address: int, site: Site) -> None:
+    """Remove one slot registered for ``site`` (other knobs at the same probe keep theirs)."""
     if loaded():
-        _command(f"del {address:x}")
+        _command("del" + slot_command(address, site).removeprefix("add"))
 
 
 def slots() -> list[str]:

@@ -138,7 +138,7 @@ def detach(knob: Knob, syms: Kallsyms) -> None:
         where.rmdir()
     for site in knob.sites:
         try:
-            module.unregister(syms.address(site.function) + site.probe_offset)
+            module.unregister(syms.address(site.function) + site.probe_offset, site)
         except EnvironmentProblem:
             continue
 

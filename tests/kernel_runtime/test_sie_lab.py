@@ -189,7 +189,9 @@ def test_per_task_mode_latches_on_span_entry(lab: LabTarget) -> None:
         "from kernel_runtime.sie import SieBackend, runtime\n"
         "from kernel_runtime.sie.libbpf import PinnedMap\n"
         "b = SieBackend.for_running_kernel(); b.mode = 'per-task'\n"
-        "k = b.catalog.knob('PIPE_DEF_BUFFERS'); b.load(k)\n"
+        "b.unload_knob(b.catalog.knob('PIPE_DEF_BUFFERS'))  # one knob per site\n"
+        "k = b.catalog.knob('PIPE_DEF_BUFFERS').model_copy(update={'name': 'PIPE_PER_TASK'})\n"
+        "b.catalog.knobs.append(k); b.load(k)\n"
         "def size():\n"
         "    r, w = os.pipe(); s = fcntl.fcntl(r, 1032); os.close(r); os.close(w); return s\n"
         "out = {'sizes': [], 'tasks': []}\n"
@@ -212,3 +214,21 @@ def test_per_task_mode_latches_on_span_entry(lab: LabTarget) -> None:
     assert [t[1] for t in res["tasks"][:2]] == [4, 64]
     assert all(t[3] == 0 for t in res["tasks"])
     assert "link_span0_in" in res["links"] and "link_span0_out" in res["links"]
+
+
+def test_unloading_a_copy_keeps_the_other_knobs_slots(lab: LabTarget, knobs: dict[str, Knob]) -> None:
+    """Two knobs at one probe: unloading one removes only its own module slots."""
+    code = (
+        "from kernel_runtime.sie import SieBackend, module\n"
+        "b = SieBackend.for_running_kernel()\n"
+        "k = b.catalog.knob('PIPE_DEF_BUFFERS').model_copy(update={'name': 'PIPE_COPY'})\n"
+        "b.catalog.knobs.append(k); before = len(module.slots()); b.load(k)\n"
+        "during = len(module.slots()); b.unload_knob(k)\n"
+        "print(before, during, len(module.slots()))\n")
+    try:
+        lab.control.apply({"PIPE_DEF_BUFFERS": 4}, knobs)
+        before, during, after = map(int, guest_python(lab, code).split())
+        assert during == before + 2 and after == before
+        assert guest_python(lab, PIPE_SIZE) == "16384"
+    finally:
+        lab.control.revert()

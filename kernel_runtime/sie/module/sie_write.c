@@ -180,20 +180,20 @@ static int sie_parse(const char *cmd, struct sie_slot *s)
 	return -EINVAL;
 }
 
-/* "add <slot>", "del ADDR" (every slot at that probe) or "clear". */
+/*
+ * "add <slot>", "del <slot>" (removes one identical slot: knobs sharing a probe keep
+ * theirs) or "clear".
+ */
 static int sie_slots_set(const char *val, const struct kernel_param *kp)
 {
 	struct sie_table *old = rcu_dereference_protected(sie_slots, 1), *new;
 	unsigned int i, n = old ? old->n : 0;
-	unsigned long probe = 0;
-	struct sie_slot add;
-	bool adding = !strncmp(val, "add ", 4);
+	bool adding = !strncmp(val, "add ", 4), removing = !strncmp(val, "del ", 4);
+	bool removed = false;
+	struct sie_slot slot;
 
-	if (adding) {
-		if (sie_parse(val + 4, &add) || n >= SIE_MAX_SLOTS)
-			return -EINVAL;
-	} else if (!strncmp(val, "del ", 4)) {
-		if (sscanf(val + 4, "%lx", &probe) != 1 || !probe)
+	if (adding || removing) {
+		if (sie_parse(val + 4, &slot) || (adding && n >= SIE_MAX_SLOTS))
 			return -EINVAL;
 	} else if (strncmp(val, "clear", 5)) {
 		return -EINVAL;
@@ -201,11 +201,15 @@ static int sie_slots_set(const char *val, const struct kernel_param *kp)
 	new = kzalloc(struct_size(new, slot, n + 1), GFP_KERNEL);
 	if (!new)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		if (adding || (probe && old->slot[i].probe != probe))
-			new->slot[new->n++] = old->slot[i];
+	for (i = 0; i < n && (adding || removing); i++) {
+		if (removing && !removed && !memcmp(&old->slot[i], &slot, sizeof(slot))) {
+			removed = true;
+			continue;
+		}
+		new->slot[new->n++] = old->slot[i];
+	}
 	if (adding)
-		new->slot[new->n++] = add;
+		new->slot[new->n++] = slot;
 	rcu_assign_pointer(sie_slots, new);
 	if (old)
 		kfree_rcu(old, rcu);
@@ -236,7 +240,7 @@ static const struct kernel_param_ops sie_slots_ops = {
 	.get = sie_slots_get,
 };
 module_param_cb(slots, &sie_slots_ops, NULL, 0600);
-MODULE_PARM_DESC(slots, "registered write slots: add reg|flags|mem ..., del ADDR, clear");
+MODULE_PARM_DESC(slots, "registered write slots: add|del reg|flags|mem ..., clear");
 
 static int sie_count_get(char *buf, const struct kernel_param *kp)
 {
