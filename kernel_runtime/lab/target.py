@@ -114,6 +114,7 @@ class LabTarget(Target):
         self._crashed = threading.Event()
         self._handles: set[int] = set()
         self.info: dict[str, Any] = {}
+        self._source: str | None = None
         self.boots = 0
         try:
             self._boot()
@@ -132,6 +133,8 @@ class LabTarget(Target):
             self.lab.start(build_image(version, self._progress), progress=self._progress)
         client = self.lab.client(lease=self._lease)
         self.info = client.connect()
+        state = self.lab.state()
+        self._source = state.version if state is not None else None
         beat = self.lab.client(lease=self._lease)
         beat.connect()
         self._client, self._beat = client, beat
@@ -221,7 +224,8 @@ class LabTarget(Target):
     # Target ------------------------------------------------------------------------------
 
     def kernel(self) -> KernelInfo:
-        return KernelInfo.model_validate(self.info["kernel"])
+        """The guest's own view, plus the Debian package version it was booted from."""
+        return KernelInfo.model_validate(self.info["kernel"] | {"source_version": self._source})
 
     def knobs(self) -> list[Knob]:
         return [Knob.model_validate(k) for k in self._call("knobs")]

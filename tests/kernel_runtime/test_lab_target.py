@@ -39,7 +39,8 @@ def read(lab: LabTarget, path: str) -> str:
 
 def test_boot_and_hello(lab: LabTarget) -> None:
     kernel = lab.kernel()
-    assert kernel.release == resolve_version().release
+    assert (kernel.release, kernel.source_version) == (resolve_version().release,
+                                                       resolve_version().package)
     assert len(kernel.build_id) == 40 and int(kernel.build_id, 16)
     assert kernel.config_hz == 250
     assert lab.info["features"]["missing"] == {}
