@@ -25,7 +25,9 @@ def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, 
     console = console or Console(stderr=True)
     config.validate()
     make_workload(config.workload, config.workload_options)  # bad name/options: fail before booting
-    chosen, _ = choose_target(config.target)
+    chosen, why = choose_target(config.target)
+    if config.target == "auto":
+        console.print(f"--target auto picked {chosen}: {why}")
     config = dataclasses.replace(config, target=chosen, study_name=config.name()
                                  if config.study_name else f"{config.workload}-{chosen}")
     executor, knobs, left_out = build_executor(config, say=console.print)
