@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autotune.core.catalog import Knob
-from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem, TargetCrashed
+from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from autotune.executors.base import Executor, Job, JobResult
 from autotune.executors.factory import OpenedWorker, Say, WorkerSpec, open_worker
 from autotune.executors.local import execute
@@ -57,7 +57,6 @@ class KernelWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         self._opened: OpenedWorker | None = None
         self._error: BaseException | None = None
-        self._ready = False
         try:
             self._opened = open_worker(spec, open_isolated_target(spec.target))
         except Exception as e:  # kept for facts(); the actor must stay up to report it
@@ -81,19 +80,11 @@ class KernelWorker:
                 "left_out": [list(x) for x in opened.left_out]}
 
     def setup(self) -> None:
-        if not self._ready:
-            self._worker().worker.setup()
-            self._ready = True
+        self._worker().worker.ensure_ready()
 
     def execute(self, job: Job) -> JobResult:
-        """Run one job; a crashed kernel fails the job and the next job sets the workload up
-        again on the restarted target."""
-        self.setup()
-        try:
-            return execute(self._worker().worker, job)
-        except TargetCrashed as e:
-            self._ready = False
-            return JobResult(job=job, error=str(e))
+        """Run one job; ``execute`` fails it on a crashed kernel and sets up again next time."""
+        return execute(self._worker().worker, job)
 
     def close(self) -> None:
         if self._opened is not None:
@@ -219,7 +210,11 @@ class RayExecutor(Executor):
             raise EnvironmentProblem("every Ray worker died: " + "; ".join(self.deaths))
 
     def _bury(self, actor: _Actor, e: BaseException) -> str:
-        """Drop a dead actor and clean its private lab directory (its VM died with it)."""
+        """Drop a dead (or unreachable) actor for good and clean its private lab directory:
+        its VM dies with it (parent-death signal)."""
+        import ray
+
+        ray.kill(actor.handle, no_restart=True)
         reason = f"{actor.label} died: {_reason(e)}"
         self.deaths.append(reason)
         self._actors = [a for a in self._actors if a is not actor]
