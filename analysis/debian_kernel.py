@@ -170,9 +170,10 @@ def _download(package: str, version: str, into: Path) -> Path:
                          capture_output=True, text=True, check=False)
     debs = sorted(into.glob(f"{package}_*.deb"))
     if res.returncode != 0 or not debs:
-        raise EnvironmentProblem(f"apt-get download {package}={version} failed "
-                                 f"({res.stderr.strip().splitlines()[-1:] or ['no output']}): "
-                                 f"{APT_FIX}")
+        why = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvironmentProblem(f"apt-get download {package}={version} failed ({why}): "
+                                 f"{APT_FIX}, or 'autotune lab build' to move to the newest "
+                                 "build apt still offers")
     return debs[0]
 
 
