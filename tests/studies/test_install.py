@@ -7,20 +7,21 @@ import sys
 from pathlib import Path
 
 from studies.definition import DEFINITIONS_DIR
-from studies.install import cron_plan, install, plan, systemd_plan, systemd_running
+from studies.install import CRON_FILE, cron_plan, install, plan, systemd_plan, systemd_running
 
 
 def test_dry_run_prints_the_schedule_and_writes_nothing(tmp_path: Path) -> None:
+    before = CRON_FILE.exists()
     res = subprocess.run([sys.executable, "-m", "autotune.cli", "nightly", "install", "--dry-run"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     if systemd_running():
         assert "OnCalendar=hourly" in res.stdout and "[Service]" in res.stdout
-        assert not Path("/etc/systemd/system/autotune-nightly.timer").exists() or True
     else:
         assert "/etc/cron.d/autotune-nightly" in res.stdout
     assert "nightly run --definitions" in res.stdout
     assert "dry run" in res.stderr
+    assert CRON_FILE.exists() == before
 
 
 def test_systemd_units_run_nightly_with_our_directories(tmp_path: Path) -> None:
