@@ -18,6 +18,7 @@ from analysis import assemble, find_sites, kernel_tree, linetable, modules, seed
 from analysis.elfimage import Image
 from analysis.kernel_files import KernelFiles
 from autotune.core.catalog import Catalog, Knob, UnsupportedKnob, load_catalog
+from autotune.core.errors import BadInputError
 
 PAPER_SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / \
     "perf_consts_paper_140.tsv"
@@ -47,6 +48,9 @@ def catalogs_dir() -> Path:
 
 def seed_list(tsv: Path, names: list[str], tree: Path, hz: int) -> list[seeds.Seed]:
     """The paper's seeds (or only ``names`` among them / user NAME or file:line seeds)."""
+    if not names and not tsv.exists():
+        raise BadInputError(f"seed list {tsv} missing: name constants with --const NAME "
+                            "or put the shared data directory beside the checkout")
     rows = {n: (h, d) for n, h, d in seeds.paper_seeds(tsv)} if tsv.exists() else {}
     wanted = names or list(rows)
     out: list[seeds.Seed] = []
