@@ -1,8 +1,8 @@
 """``autotune knob``: list, load, set, reset, unload and inspect single knobs on this kernel.
 
 Writes go through the journaled controller as a ``policy`` session, so a value set here
-stays until ``knob reset`` or ``autotune revert``. Inside the lab, run it through
-``autotune lab shell -- autotune knob ...``.
+stays until ``knob reset`` or ``autotune revert``. SIE needs a kernel with kprobes and
+modules; elsewhere ``--dry-run`` still shows what would be loaded.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def _sie_backend(mode: Mode = "immediate") -> SieBackend:
 
     backend = SieBackend.for_running_kernel()
     if isinstance(backend, str):
-        raise EnvironmentProblem(f"SIE unavailable here: {backend}; use the lab "
-                                 "('autotune lab shell -- autotune knob ...') or --dry-run")
+        raise EnvironmentProblem(f"SIE unavailable here: {backend}; tune SIE knobs in the lab "
+                                 "('autotune run --target lab') or inspect with --dry-run")
     backend.mode = mode
     return backend
 

@@ -30,6 +30,7 @@ TEMPLATES = {
 SPAN_TEMPLATE = "span.bpf.c"
 REFUSAL_TEMPLATE = "refusal.bpf.c"
 COMMON_HEADER = "sie_common.bpf.h"
+MAX_SITES = 32  # SIE_MAX_SITES in sie_common.bpf.h: entries of the per-site counter map
 _BITS = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "u64": 64, "s64": 64}
 _SIZE_WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
 _RECOMPUTE = {"shl": "<<", "shr": ">>", "and": "&", "or": "|", "add": "+", "mul": "*"}
@@ -113,6 +114,8 @@ def _with_defines(defs: dict[str, str], template: str) -> str:
 
 def render_site(knob: Knob, site: Site, index: int) -> Rendered:
     """The complete C of the program for ``site`` (the ``index``-th of ``knob``)."""
+    if not 0 <= index < MAX_SITES:
+        raise BadInputError(f"knob {knob.name!r} has more than {MAX_SITES} sites: split it")
     template = TEMPLATES[site.synthesis]
     return Rendered(template, _with_defines(_defines(knob, site, index), template))
 
