@@ -131,21 +131,44 @@ class RayExecutor(Executor):
     # lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> tuple[list[Knob], list[tuple[str, str]]]:
-        """Start (or join) Ray and one actor per kernel; returns the knobs all of them search."""
-        import ray
+        """Start (or join) Ray and one actor per kernel; returns the knobs all of them search.
 
-        if not ray.is_initialized():
-            local = self.address in (None, "local")
+        Anything that fails or is interrupted here (a lab that does not boot, Ctrl-C during
+        the boots) stops what was started before the error propagates.
+        """
+        ray = self._init_ray()
+        try:
+            return self._start_actors(ray)
+        except BaseException:
+            self.close()
+            raise
+
+    def _init_ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise EnvironmentProblem("Ray is not installed: pip install 'kernel-autotune[ray]' "
+                                     "(or run scripts/setup.sh with AUTOTUNE_WITH_RAY=1)") from None
+        if ray.is_initialized():
+            return ray
+        local = self.address in (None, "local")
+        try:
             ray.init(address=self.address, namespace="autotune", include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING,
                      runtime_env={"env_vars": _autotune_env()},
                      num_cpus=self.workers if local else None,
                      resources={KERNEL_RESOURCE: self.workers} if local else None,
                      object_store_memory=OBJECT_STORE_BYTES if local else None)
-            self._owns_ray = True
+        except Exception as e:  # ray raises ConnectionError, ValueError, RuntimeError, ...
+            raise EnvironmentProblem(f"cannot {'start' if local else 'join'} Ray"
+                                     f"{'' if local else f' at {self.address}'}: {_reason(e)}; "
+                                     "check --ray-address") from None
+        self._owns_ray = True
+        return ray
+
+    def _start_actors(self, ray: Any) -> tuple[list[Knob], list[tuple[str, str]]]:
         offered = ray.cluster_resources().get(KERNEL_RESOURCE, 0)
         if offered < self.workers:
-            self.close()
             raise EnvironmentProblem(
                 f"the Ray cluster offers {offered:g} '{KERNEL_RESOURCE}' resource(s), --workers "
                 f"is {self.workers}: start each node with ray start --resources "
@@ -159,14 +182,12 @@ class RayExecutor(Executor):
         try:
             facts = ray.get([a.handle.facts.remote() for a in self._actors], timeout=OPEN_TIMEOUT)
         except ray.exceptions.RayTaskError as e:
-            self.close()
             cause = e.cause
             if isinstance(cause, AutotuneError):
                 raise type(cause)(str(cause)) from None
             raise EnvironmentProblem(f"a Ray worker failed to open its target: {_reason(e)}") \
                 from None
         except (ray.exceptions.RayError, TimeoutError) as e:
-            self.close()
             raise EnvironmentProblem(f"Ray workers did not start within {OPEN_TIMEOUT:.0f} s: "
                                      f"{_reason(e)}") from None
         for actor, f in zip(self._actors, facts, strict=True):
@@ -180,7 +201,6 @@ class RayExecutor(Executor):
         """Every worker must search the same knobs, or trials would not be comparable."""
         sets = {tuple(k["name"] for k in a.facts["knobs"]) for a in self._actors}
         if len(sets) != 1:
-            self.close()
             raise EnvironmentProblem(f"Ray workers offer different knob sets {sorted(sets)}: "
                                      "their kernels differ; use nodes with one kernel build")
         first = self._actors[0].facts
