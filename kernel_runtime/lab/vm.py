@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from analysis.debian_kernel import file_lock
 from autotune.core.errors import AutotuneError, EnvironmentProblem
 from kernel_runtime.agent.client import AgentClient
 from kernel_runtime.lab.image import LabImage
@@ -103,7 +104,11 @@ class Lab:
 
     def start(self, image: LabImage, *,
               progress: Callable[[str], None] = lambda _: None) -> LabState:
-        """Boot the VM and wait until its agent answers hello."""
+        """Boot the VM and wait until its agent answers hello (one starter at a time)."""
+        with file_lock(self.run_dir / ".start.lock"):
+            return self._start(image, progress)
+
+    def _start(self, image: LabImage, progress: Callable[[str], None]) -> LabState:
         if self.state() is not None:
             raise EnvironmentProblem(f"a lab VM already runs in {self.run_dir}: "
                                      "'autotune lab stop' first")
