@@ -158,7 +158,9 @@ class RayExecutor(Executor):
                      runtime_env={"env_vars": _autotune_env()},
                      num_cpus=self.workers if local else None,
                      resources={KERNEL_RESOURCE: self.workers} if local else None,
-                     object_store_memory=OBJECT_STORE_BYTES if local else None)
+                     object_store_memory=OBJECT_STORE_BYTES if local else None,
+                     # a local cluster serves only this machine: keep it off the network
+                     _node_ip_address="127.0.0.1" if local else None)
         except Exception as e:  # ray raises ConnectionError, ValueError, RuntimeError, ...
             raise EnvironmentProblem(f"cannot {'start' if local else 'join'} Ray"
                                      f"{'' if local else f' at {self.address}'}: {_reason(e)}; "
