@@ -8,12 +8,12 @@ exactly a study a person could run by hand.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from autotune.core.documents import read_document, validate_document
 from autotune.core.errors import BadInputError
 from autotune.study.config import StudyConfig
 
@@ -75,19 +75,9 @@ class StudyDefinition(_Strict):
 
 def load_definition(path: Path) -> StudyDefinition:
     """Parse one definition; every problem becomes one line naming the file, field and fix."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise BadInputError(f"study definition {path}: cannot read ({e.strerror})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise BadInputError(f"study definition {path}: not valid TOML ({e})") from e
-    try:
-        definition = StudyDefinition.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise BadInputError(f"study definition {path}: {where}: {first['msg']}; fix the file "
-                            f"(see studies/definitions/redis.toml)") from e
+    fix = "fix the file (see studies/definitions/redis.toml)"
+    data = read_document(path, kind="study definition", fmt="toml", fix=fix)
+    definition = validate_document(StudyDefinition, data, path, kind="study definition", fix=fix)
     definition.config(definition.name).validate()
     return definition
 

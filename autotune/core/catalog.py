@@ -7,14 +7,14 @@ strict (``extra="forbid"``) because a wrong field here becomes a wrong kernel wr
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autotune.core import expr
+from autotune.core.documents import read_document, validate_document
 from autotune.core.errors import BadInputError
 from autotune.core.kernel import KernelInfo
 
@@ -177,18 +177,9 @@ class Catalog(_Strict):
 
 def load_catalog(path: Path) -> Catalog:
     """Read and validate a catalog file, turning every problem into one line."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise BadInputError(f"catalog {path}: cannot read ({e.strerror}); run 'autotune analyze'") from e
-    except json.JSONDecodeError as e:
-        raise BadInputError(f"catalog {path}: not JSON ({e.msg} at line {e.lineno})") from e
-    try:
-        cat = Catalog.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadInputError(f"catalog {path}: {where}: {first['msg']}; regenerate with 'autotune analyze'") from e
+    fix = "regenerate it with 'autotune analyze'"
+    data = read_document(path, kind="catalog", fmt="json", fix=fix)
+    cat = validate_document(Catalog, data, path, kind="catalog", fix=fix)
     if cat.version != CATALOG_VERSION:
-        raise BadInputError(f"catalog {path}: version {cat.version}, expected {CATALOG_VERSION}; regenerate it")
+        raise BadInputError(f"catalog {path}: version {cat.version}, expected {CATALOG_VERSION}; {fix}")
     return cat

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from autotune.core.documents import read_document, validate_document
 from autotune.core.errors import BadInputError
 
 POLICY_VERSION = 1
@@ -65,22 +65,12 @@ class Policy(_Strict):
 
 def load_policy(path: Path) -> Policy:
     """Parse and validate a policy file, each problem as one line with the fix."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise BadInputError(f"policy {path}: cannot read ({e.strerror})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise BadInputError(f"policy {path}: not valid TOML ({e})") from e
+    fix = "re-export it with 'autotune policy export'"
+    data = read_document(path, kind="policy", fmt="toml", fix=fix)
     if data.get("version") != POLICY_VERSION:
         raise BadInputError(f"policy {path}: version {data.get('version')!r}, this autotune reads "
-                            f"version {POLICY_VERSION}; re-export it with 'autotune policy export'")
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadInputError(f"policy {path}: {where}: {first['msg']}; re-export it with "
-                            "'autotune policy export'") from e
+                            f"version {POLICY_VERSION}; {fix}")
+    policy = validate_document(Policy, data, path, kind="policy", fix=fix)
     names = [k.name for k in policy.knobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
