@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -92,21 +93,29 @@ def test_three_trial_study_restores_everything_and_exports(original: dict[str, s
     assert "[evidence]" in text and "build_id" in text and "trials = 3" in text
 
 
-def test_failure_mid_trial_restores_values(original: dict[str, str], private_dirs: Path) -> None:
-    start = time.time()
-    proc = subprocess.Popen(cmd("--trials", "50", "--study", "crash"), stdout=subprocess.PIPE,
+@contextmanager
+def study_with_live_candidate(study: str, original: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A long study in a subprocess, yielded once a candidate value is live; killed on exit."""
+    proc = subprocess.Popen(cmd("--trials", "50", "--study", study), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for_live_change(proc, original)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_failure_mid_trial_restores_values(original: dict[str, str], private_dirs: Path) -> None:
+    start = time.time()
+    with study_with_live_candidate("crash", original) as proc:
         servers = [p for p in psutil.Process(proc.pid).children(recursive=True)
                    if p.name() == "redis-server"]
         assert servers
         for s in servers:
             s.kill()  # the service dies mid-trial: every later run fails, the study aborts
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode != 0 and "in a row failed" in err
     assert snapshot() == original
     assert open_sessions(private_dirs / "state") == 0
@@ -115,15 +124,9 @@ def test_failure_mid_trial_restores_values(original: dict[str, str], private_dir
 
 def test_sigint_mid_trial_restores_values(original: dict[str, str], private_dirs: Path) -> None:
     start = time.time()
-    proc = subprocess.Popen(cmd("--trials", "50", "--study", "intr"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_live_change(proc, original)
+    with study_with_live_candidate("intr", original) as proc:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, err
     assert snapshot() == original
     assert leftover_redis(start) == []
@@ -131,15 +134,9 @@ def test_sigint_mid_trial_restores_values(original: dict[str, str], private_dirs
 
 def test_sigkill_then_next_start_restores(original: dict[str, str], private_dirs: Path) -> None:
     start = time.time()
-    proc = subprocess.Popen(cmd("--trials", "50", "--study", "killed"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_live_change(proc, original)
+    with study_with_live_candidate("killed", original) as proc:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     changed = snapshot()
     assert changed != original, "the kill should have left a value changed"
     assert open_sessions(private_dirs / "state") == 1
