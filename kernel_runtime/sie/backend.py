@@ -92,9 +92,6 @@ class SieBackend(Backend):
     def _require(self, knob: Knob) -> None:
         if not runtime.is_loaded(knob.name):
             self.load(knob)  # another process unloaded it: attach again before writing
-        if runtime.control(knob.name)["disabled"]:
-            raise AutotuneError(f"knob {knob.name!r} disabled itself: a site did not hold its default "
-                                "value (wrong catalog for this kernel?); see 'autotune knob status'")
 
     def read(self, knob: Knob, scope: Scope = GLOBAL) -> Any:
         self._require(knob)

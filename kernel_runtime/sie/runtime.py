@@ -7,6 +7,7 @@ with a plain map update, and survives until ``unload`` removes the pins.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from autotune.core.catalog import Knob, SafeSpan
-from autotune.core.errors import BadInputError, EnvironmentProblem
+from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from kernel_runtime.backend import Scope
 from kernel_runtime.sie import module
 from kernel_runtime.sie.libbpf import BpfObject, PinnedMap, possible_cpus
@@ -62,7 +63,7 @@ def pin_dir(knob: str) -> Path:
 
 
 def is_loaded(knob: str) -> bool:
-    return (pin_dir(knob) / "sie_ctl").exists()
+    return os.path.exists(f"{PIN_ROOT}/{knob}/sie_ctl")
 
 
 def _scope_key(scope: Scope) -> bytes:
@@ -90,6 +91,7 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> 
                 obj.close()
         if mode == "per-task":
             _attach_spans(knob, object_for, syms, where)
+        _fresh(knob.name)
         _map(knob.name, "sie_ctl").update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
     except BaseException:
         detach(knob, syms)
@@ -143,28 +145,37 @@ def detach(knob: Knob, syms: Kallsyms) -> None:
             continue
 
 
-_open: dict[Path, tuple[int, PinnedMap]] = {}
+_open: dict[tuple[str, str], PinnedMap] = {}
+_pinned_as: dict[str, int] = {}
+
+
+def _fresh(knob: str) -> None:
+    """One stat per operation: drop cached fds when another process re-pinned the knob
+    (its control map's inode changed) or unloaded it."""
+    try:
+        ino = os.stat(f"{PIN_ROOT}/{knob}/sie_ctl").st_ino
+    except OSError as e:
+        _forget(knob)
+        raise EnvironmentProblem(f"knob {knob!r} is not loaded ({e.strerror}): "
+                                 f"run 'autotune knob load {knob}'") from e
+    if _pinned_as.get(knob) != ino:
+        _forget(knob)
+        _pinned_as[knob] = ino
 
 
 def _map(knob: str, name: str) -> PinnedMap:
-    """A pinned map of a loaded knob, opened once per process: a value change is then a
-    stat and two bpf() calls. The pin's inode tells when another process re-loaded it."""
-    path = pin_dir(knob) / name
-    try:
-        ino = path.stat().st_ino
-    except OSError as e:
-        raise EnvironmentProblem(f"knob {knob!r} is not loaded ({path}: {e.strerror})") from e
-    cached = _open.get(path)
-    if cached is None or cached[0] != ino:
-        if cached is not None:
-            cached[1].close()
-        _open[path] = (ino, PinnedMap(path))
-    return _open[path][1]
+    """A pinned map of a loaded knob, opened once per process (a value change is then a
+    stat and three bpf() calls: no path parsing, no open)."""
+    found = _open.get((knob, name))
+    if found is None:
+        found = _open[(knob, name)] = PinnedMap(pin_dir(knob) / name)
+    return found
 
 
 def _forget(knob: str) -> None:
-    for path in [p for p in _open if p.parent == pin_dir(knob)]:
-        _open.pop(path)[1].close()
+    _pinned_as.pop(knob, None)
+    for key in [k for k in _open if k[0] == knob]:
+        _open.pop(key).close()
 
 
 def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
@@ -176,7 +187,11 @@ def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
 
 def set_value(knob: str, value: int | None, scope: Scope) -> int:
     """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch."""
+    _fresh(knob)
     ctl, (epoch, disabled, mode) = _ctl(knob)
+    if disabled:
+        raise AutotuneError(f"knob {knob!r} disabled itself: a site did not hold its default "
+                            "value (wrong catalog for this kernel?); see 'autotune knob status'")
     values = _map(knob, "sie_values")
     epoch += 1
     if value is None:
@@ -188,17 +203,20 @@ def set_value(knob: str, value: int | None, scope: Scope) -> int:
 
 
 def get_value(knob: str, scope: Scope) -> int | None:
+    _fresh(knob)
     raw = _map(knob, "sie_values").lookup(_scope_key(scope), struct.calcsize(_VAL))
     return None if raw is None else int(struct.unpack(_VAL, raw)[0])
 
 
 def control(knob: str) -> dict[str, int]:
+    _fresh(knob)
     _, (epoch, disabled, mode) = _ctl(knob)
     return {"epoch": epoch, "disabled": disabled, "mode": mode}
 
 
 def counters(knob: str, sites: int) -> list[dict[str, int]]:
     """Per-site hits / applied / mismatches / refused, summed over CPUs."""
+    _fresh(knob)
     counts = _map(knob, "sie_counts")
     ncpu, size = possible_cpus(), struct.calcsize(_COUNT)
     out: list[dict[str, int]] = []
