@@ -30,7 +30,7 @@ KNOBS = [Knob(name="batch", subsystem="t", category="batch", backend="sysctl", p
 class FakeExecutor(Executor):
     """Throughput gain = effect(params); noise 0.5%; fails on request."""
 
-    def __init__(self, effect: Callable[[dict[str, int]], float], fail_tags: set[int] = frozenset()
+    def __init__(self, effect: Callable[[dict[str, int]], float], fail_tags: frozenset[int] = frozenset()
                  ) -> None:
         self.effect = effect
         self.fail_tags = fail_tags
@@ -95,7 +95,7 @@ def test_no_effect_ships_the_default_and_exports_it() -> None:
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on() -> None:
-    ex = FakeExecutor(lambda p: 0.0, fail_tags={1})
+    ex = FakeExecutor(lambda p: 0.0, fail_tags=frozenset({1}))
     runner = StudyRunner(config=config(trials=4), executor=ex, knobs=KNOBS, left_out=[])
     runner.run()
     states = [t.state for t in runner.study.trials]
