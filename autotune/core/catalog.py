@@ -118,6 +118,7 @@ class Site(_Strict):
     save_offset: int | None = None
     compare_operand: str | None = None
     recompute_op: Literal["shl", "shr", "and", "or", "add", "mul"] | None = None
+    guard_offset: int | None = None  # a probe only the constant's own path passes before the site
     safe_spans: list[SafeSpan] = Field(default_factory=list)
     verified: Literal["oracle", "emulation", "none"] = "none"
     source: str | None = None
