@@ -25,6 +25,8 @@ def load_plan(knob: Knob, mode: Mode, *, with_source: bool = True) -> str:
         lines.append(f"echo '{slot}' > {module.PARAMS}/slots")
         lines.append(f"kprobe {at} -> {rendered.template} as {rendered.object_name} "
                      f"(link {where}/link_site{i})")
+        if site.guard_offset is not None:
+            lines.append(f"kprobe {site.function}+{site.guard_offset:#x} -> sie_guard (path marker)")
         if site.save_offset is not None and site.synthesis == "save-recompute":
             lines.append(f"kprobe {site.function}+{site.save_offset:#x} -> sie_save (save probe)")
         if with_source:

@@ -77,11 +77,14 @@ def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
         "SIE_IV(v)": iv.to_c("(v)"),
     }
     where = f"knob {knob.name!r} site {site.function}+{site.probe_offset:#x}"
+    if site.guard_offset is not None and site.synthesis != "register":
+        raise BadInputError(f"{where}: guard_offset is supported on register sites only")
     if site.synthesis == "register":
         if not isinstance(site.location, str) or site.location == "flags":
             raise BadInputError(f"{where}: a register site needs a register location")
         defs["SIE_REG"] = str(reg_index(site.location))
         defs["SIE_MERGE"] = "1" if _BITS[width] < 32 else "0"
+        defs["SIE_GUARDED"] = "0" if site.guard_offset is None else "1"
     elif site.synthesis == "memory":
         if not isinstance(site.location, MemoryLocation):
             raise BadInputError(f"{where}: a memory site needs {{base_reg, disp, size}}")

@@ -83,6 +83,9 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> 
             try:
                 module.register(address, site)
                 obj.attach_kprobe("sie_site", site.function, site.probe_offset, where / f"link_site{i}")
+                if site.guard_offset is not None:
+                    obj.attach_kprobe("sie_guard", site.function, site.guard_offset,
+                                      where / f"link_site{i}_guard")
                 if site.synthesis == "save-recompute":
                     assert site.save_offset is not None
                     obj.attach_kprobe("sie_save", site.function, site.save_offset,

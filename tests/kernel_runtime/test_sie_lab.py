@@ -237,3 +237,23 @@ def test_unloading_a_copy_keeps_the_other_knobs_slots(lab: LabTarget, knobs: dic
         assert guest_python(lab, PIPE_SIZE) == "16384"
     finally:
         lab.control.revert()
+
+
+UNPRIVILEGED_PIPE = "import fcntl, os; os.setuid(65534); r, w = os.pipe(); print(fcntl.fcntl(r, 1032))"
+
+
+def test_pipe_clamp_path_for_unprivileged_users(lab: LabTarget, knobs: dict[str, Knob]) -> None:
+    """Below pipe-max-size a user's pipe is clamped by a second path into the same sites:
+    the guard keeps that path's value, the flags site moves the limit as a V kernel would."""
+    lab.write_file("/proc/sys/fs/pipe-max-size", "32768")
+    try:
+        assert guest_python(lab, UNPRIVILEGED_PIPE) == "32768"  # 16 pages > 8: clamped
+        lab.control.apply({"PIPE_DEF_BUFFERS": 4}, knobs)
+        assert guest_python(lab, UNPRIVILEGED_PIPE) == "16384"  # 4 pages fit under the limit
+        lab.control.apply({"PIPE_DEF_BUFFERS": 64}, knobs)
+        assert guest_python(lab, UNPRIVILEGED_PIPE) == "32768"  # clamped by the kernel's own path
+        state = next(s for s in lab.control.status() if s.name == "PIPE_DEF_BUFFERS")
+        assert state.alert is None and state.counters["site1.mismatches"] == 0
+    finally:
+        lab.control.revert()
+        lab.write_file("/proc/sys/fs/pipe-max-size", "1048576")

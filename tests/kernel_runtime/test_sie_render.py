@@ -55,6 +55,9 @@ def test_defines_per_synthesis_type() -> None:
     pipe = render.render_site(lab_knob("PIPE_DEF_BUFFERS"), lab_knob("PIPE_DEF_BUFFERS").sites[1], 1)
     assert "#define SIE_REG 4\n" in pipe.source and "#define SIE_MERGE 0\n" in pipe.source
     assert "#define SIE_EXPECTED 0x10ULL" in pipe.source and pipe.template == "register.bpf.c"
+    assert "#define SIE_GUARDED 1\n" in pipe.source
+    shrink = lab_knob("SHRINK_BATCH")
+    assert "#define SIE_GUARDED 0\n" in render.render_site(shrink, shrink.sites[0], 0).source
     delack = lab_knob("TCP_DELACK_MAX")
     mem = render.render_site(delack, delack.sites[0], 0).source
     assert "#define SIE_BASE_REG 5\n" in mem and "#define SIE_DISP (1232)" in mem
@@ -84,6 +87,8 @@ def test_digest_follows_what_the_program_does() -> None:
     ({"synthesis": "memory"}, "base_reg"),
     ({"synthesis": "flags", "location": "flags"}, "compare_operand"),
     ({"synthesis": "save-recompute"}, "recompute_op"),
+    ({"synthesis": "flags", "location": "flags", "compare_operand": "eax", "guard_offset": 0},
+     "register sites only"),
 ])
 def test_incomplete_sites_are_refused(site: dict[str, object], why: str) -> None:
     knob = synthetic(str(site.pop("synthesis")), **site)
