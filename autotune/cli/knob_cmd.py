@@ -96,10 +96,15 @@ def knob() -> None:
 def list_(release: str | None) -> None:
     """Every known knob, its default and domain, and whether it works here."""
     from kernel_runtime.host import local_controller
+    from kernel_runtime.sie import SieBackend
 
     knobs = list(_catalog_knobs(release).values())
-    ok, left = local_controller().usable(knobs)
+    controller = local_controller()
+    ok, left = controller.usable(knobs)
     reasons = dict(left)
+    if "sie" not in controller.backends:
+        why = SieBackend.for_running_kernel()
+        reasons.update({k.name: f"no SIE here: {why}" for k in knobs if k.backend == "sie"})
     table = Table("knob", "backend", "default", "domain", "usable here")
     for k in knobs:
         dom = f"[{k.domain.min}, {k.domain.max}]" + "".join(f" {c.describe()}" for c in k.domain.constraints)
