@@ -57,8 +57,9 @@ class StudyRunner:
                  left_out: list[tuple[str, str]], progress: StudyProgress | None = None) -> None:
         config.validate()
         if not knobs:
-            raise BadInputError("no usable knobs on this target: nothing to tune "
-                                "(see 'autotune knob list' for why each was left out)")
+            why = f"; e.g. {left_out[0][0]}: {left_out[0][1]}" if left_out else ""
+            raise BadInputError(f"no usable knobs on this target, nothing to tune{why} "
+                                "(see 'autotune knob list' for every reason)")
         self.config = config
         self.executor = executor
         self.knobs = knobs

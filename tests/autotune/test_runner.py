@@ -128,3 +128,9 @@ def test_pareto_study_validates_front_members() -> None:
                          left_out=[])
     decision = runner.run()
     assert decision["verdict"] == "improved" and decision["params"]["flag"] == 1
+
+
+def test_no_usable_knobs_says_why() -> None:
+    with pytest.raises(BadInputError, match="not writable"):
+        StudyRunner(config=config(), executor=FakeExecutor(lambda p: 0.0), knobs=[],
+                    left_out=[("net.core.somaxconn", "/proc/sys/net/core/somaxconn not writable (run as root)")])

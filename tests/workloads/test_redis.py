@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from autotune.core.errors import BadInputError, MeasurementError
+from autotune.core.errors import BadInputError, EnvironmentProblem, MeasurementError
 from kernel_runtime.host import HostTarget
 from workloads import make_workload
 from workloads.redis import RedisOptions, aggregate, parse_csv, split_cpus
@@ -69,3 +69,19 @@ def test_real_redis_measurement_and_cleanup() -> None:
         workload.teardown()
         target.close()
     assert redis_children() == []
+
+
+class FakeTargetWithoutRedis(HostTarget):
+    """A host target whose PATH lacks redis: a fake of the layer below, named as such."""
+
+    def which(self, program: str) -> str | None:
+        return None
+
+
+def test_missing_redis_names_the_apt_command() -> None:
+    target = FakeTargetWithoutRedis()
+    try:
+        with pytest.raises(EnvironmentProblem, match="apt-get install -y redis-server redis-tools"):
+            make_workload("redis").setup(target)
+    finally:
+        target.close()
