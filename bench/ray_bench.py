@@ -1,25 +1,27 @@
 """Trials per hour with 1 and 2 Ray workers (one lab VM each), and a projection for N workers.
 
-For each worker count W it runs a real study (StudyRunner over the Ray executor: preflight,
-search, validation) and reads the timings back from the Optuna storage:
+This machine is shared (other QEMU labs, angr), so its load changes by the minute; two
+separate runs would mostly measure that. Instead one Ray executor with two private labs runs
+*interleaved blocks*: a solo block (one trial's job, the other lab idle) then a pair block
+(two trials' jobs at once, one per lab), alternating. Each trial is a real Optuna ask (TPE,
+constant liar, SQLite storage), a real pairs job (interleaved baseline/candidate redis runs
+on the lab kernel) and a real tell, exactly the runner's loop. Printed:
 
-- start-up: Ray + W lab boots + workload set-up (paid once per session, in parallel);
-- per-trial time t (ask to tell of each search trial) and its spread;
-- search throughput: search trials / span of the search phase, as trials per hour;
-- per-batch overhead c: the runner asks W trials at a time and waits for the batch, so the
-  gap between a batch's last tell and the next batch's ask is the driver's cost.
+- start-up: Ray + two lab boots + workload set-up (once per session, labs in parallel);
+- trials/hour with 1 worker (3600 / median solo block) and with 2 (7200 / median pair block);
+- per-trial cost t and its spread sigma (solo blocks), ask/tell cost c per trial.
 
-Model (stated, then fitted to the measurements): a batch of N trials lasts as long as its
-slowest trial, E[max of N] ~ t + sigma * sqrt(2 ln N) for roughly normal trial times, so
+Model: a batch of N trials ends with its slowest trial; for roughly normal trial times
+E[max of N] ~ t + sigma * sqrt(2 ln N), so with one isolated kernel per worker (cluster
+nodes, no shared CPUs)
 
-    trials/hour(N) = 3600 * N / (t_N + sigma * sqrt(2 ln N) + c)
+    trials/hour(N) = 3600 * N / (t + sigma * sqrt(2 ln N) + N * c)
 
-where t_N is the per-trial time with N workers. On a cluster (one kernel per node) t_N = t_1.
-On this 2-core machine the labs share CPUs, so t_2 > t_1 and more labs cannot help: the
-projection for N > 2 assumes one isolated kernel per worker (cluster nodes).
+(the driver asks and tells the N trials one after the other, hence N * c). On this 2-core
+machine the two labs also share CPUs: the measured pair block includes that, and labs
+beyond two cannot help here.
 
-Usage: .venv/bin/python bench/ray_bench.py [--trials 6] [--duration 1.5] [--repeats 3]
-                                           [--save-study tests/studies/data/lab-study.db]
+Usage: .venv/bin/python bench/ray_bench.py [--blocks 4] [--duration 1.5] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -30,97 +32,88 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import datetime
 
 import optuna
 
+from autotune.executors.base import Job
 from autotune.executors.factory import build_executor
+from autotune.executors.ray_executor import RayExecutor
 from autotune.study.config import StudyConfig
-from autotune.study.runner import StudyRunner
+from autotune.study.runner import open_study
+from autotune.study.space import suggest
 
 KNOBS = ("net.core.netdev_budget", "net.core.dev_weight")
 
 
-@dataclass
-class Measured:
-    workers: int
-    startup_s: float
-    trial_s: list[float]
-    per_hour: float
-    batch_overhead_s: float
-
-
-def measure(workers: int, args: argparse.Namespace, storage: str) -> Measured:
-    config = StudyConfig(study_name=f"ray-bench-{workers}", storage=storage, target="lab",
-                         workload_options={"clients": 20}, trials=args.trials,
-                         repeats=args.repeats, duration=args.duration, min_effect=0.95,
-                         preflight_runs=5, top_k=1, validate_blocks=2, knobs=KNOBS, seed=11,
-                         workers=workers, ray_address="local")
-    t0 = time.monotonic()
-    executor, knobs, left_out = build_executor(config, say=print)
-    try:
-        executor.start()
-        startup = time.monotonic() - t0
-        runner = StudyRunner(config=config, executor=executor, knobs=knobs, left_out=left_out)
-        decision = runner.run()
-        print(f"W={workers}: {decision['verdict']}: {decision['summary']}")
-    finally:
-        executor.close()
-    spans = [(t.datetime_start, t.datetime_complete) for t in runner.study.trials
-             if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_start
-             and t.datetime_complete]
-    times: list[tuple[datetime, datetime]] = [(a, b) for a, b in spans if a and b]
-    durations = [(end - start).total_seconds() for start, end in times]
-    span = (max(end for _, end in times) - min(start for start, _ in times)).total_seconds()
-    batches = [times[i:i + workers] for i in range(0, len(times), workers)]
-    gaps = [(b[0][0] - max(end for _, end in a)).total_seconds()
-            for a, b in zip(batches, batches[1:], strict=False)]
-    return Measured(workers=workers, startup_s=startup, trial_s=durations,
-                    per_hour=3600 * len(times) / span,
-                    batch_overhead_s=statistics.median(gaps) if gaps else 0.0)
+def timed_batch(executor: RayExecutor, study: optuna.Study, knobs: list, n: int, repeats: int,
+                ask_tell: list[float]) -> float:
+    """Ask n trials, run their jobs at once, tell each result: the runner's batch, timed."""
+    start = time.monotonic()
+    asked = {}
+    for _ in range(n):
+        t0 = time.monotonic()
+        trial = study.ask()
+        asked[trial.number] = (trial, suggest(trial, knobs))
+        ask_tell.append(time.monotonic() - t0)
+    jobs = [Job(kind="pairs", tag=num, params=p, repeats=repeats) for num, (_, p) in asked.items()]
+    for result in executor.run(jobs):
+        trial, _ = asked.pop(result.job.tag)
+        t0 = time.monotonic()
+        if result.error:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, statistics.geometric_mean(p.ratio("throughput")
+                                                        for p in result.pairs))
+        ask_tell[-1] += time.monotonic() - t0
+    return time.monotonic() - start
 
 
 def projection(n: int, t: float, sigma: float, c: float) -> float:
-    return 3600 * n / (t + sigma * math.sqrt(2 * math.log(n)) + c)
+    return 3600 * n / (t + sigma * math.sqrt(2 * math.log(n)) + n * c)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--blocks", type=int, default=4, help="Solo and pair blocks, each.")
     ap.add_argument("--duration", type=float, default=1.5)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--save-study", default=None,
-                    help="Copy the 2-worker study to this SQLite file (report test data).")
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="autotune-ray-bench-")
     os.environ.setdefault("AUTOTUNE_DATA_DIR", data)
-    storage = f"sqlite:///{data}/studies.db"
-    results = [measure(w, args, storage) for w in (1, 2)]
-    print(f"\n{'workers':>7} {'start-up s':>10} {'median trial s':>14} {'trials/hour':>11} "
-          f"{'batch overhead s':>16}")
-    for m in results:
-        print(f"{m.workers:>7} {m.startup_s:>10.1f} {statistics.median(m.trial_s):>14.1f} "
-              f"{m.per_hour:>11.0f} {m.batch_overhead_s:>16.2f}")
-    one, two = results
-    print(f"speed-up with 2 workers on this machine: {two.per_hour / one.per_hour:.2f}x "
-          f"(per-trial time x{statistics.median(two.trial_s) / statistics.median(one.trial_s):.2f}"
-          " from sharing 2 cores)")
-    t1 = statistics.median(one.trial_s)
-    sigma = statistics.stdev(one.trial_s) if len(one.trial_s) > 1 else 0.0
-    c = max(one.batch_overhead_s, two.batch_overhead_s)
-    print(f"model: trials/hour(N) = 3600 N / (t + sigma sqrt(2 ln N) + c), t={t1:.1f} s, "
-          f"sigma={sigma:.1f} s, c={c:.2f} s (one isolated kernel per worker)")
-    for n in (1, 2, 4, 8, 16, 32):
+    config = StudyConfig(study_name="ray-bench", storage=f"sqlite:///{data}/studies.db",
+                         target="lab", workload_options={"clients": 20}, trials=1,
+                         repeats=args.repeats, duration=args.duration, knobs=KNOBS, seed=11,
+                         workers=2)
+    t0 = time.monotonic()
+    executor, knobs, _ = build_executor(config, say=print)
+    assert isinstance(executor, RayExecutor)
+    solo: list[float] = []
+    pair: list[float] = []
+    ask_tell: list[float] = []
+    try:
+        executor.start()
+        startup = time.monotonic() - t0
+        study = open_study(config)
+        for b in range(args.blocks):
+            solo.append(timed_batch(executor, study, knobs, 1, args.repeats, ask_tell))
+            pair.append(timed_batch(executor, study, knobs, 2, args.repeats, ask_tell))
+            print(f"block {b}: solo {solo[-1]:.1f} s, pair {pair[-1]:.1f} s")
+    finally:
+        executor.close()
+    t1, t2 = statistics.median(solo), statistics.median(pair)
+    sigma = statistics.stdev(solo) if len(solo) > 1 else 0.0
+    c = statistics.median(ask_tell)
+    print(f"\nstart-up (Ray + 2 lab boots + redis set-up, in parallel): {startup:.0f} s")
+    print(f"1 worker : {3600 / t1:6.0f} trials/hour (median trial {t1:.1f} s, "
+          f"{args.repeats} pairs of {args.duration:g} s runs)")
+    print(f"2 workers: {7200 / t2:6.0f} trials/hour (median pair block {t2:.1f} s)")
+    print(f"speed-up on this 2-core machine: {t1 * 2 / t2:.2f}x; a trial takes "
+          f"{t2 / t1:.2f}x as long when both labs run (shared CPUs)")
+    print(f"model: trials/hour(N) = 3600 N / (t + sigma sqrt(2 ln N) + N c) with t={t1:.1f} s, "
+          f"sigma={sigma:.1f} s, c={c * 1000:.0f} ms (one isolated kernel per worker)")
+    for n in (1, 2, 4, 8, 16, 32, 64):
         print(f"  N={n:>2}: {projection(n, t1, sigma, c):>7.0f} trials/hour")
-    if args.save_study:
-        if os.path.exists(args.save_study):
-            os.remove(args.save_study)
-        optuna.copy_study(from_study_name="ray-bench-2", from_storage=storage,
-                          to_storage=f"sqlite:///{os.path.abspath(args.save_study)}",
-                          to_study_name="lab-ray2")
-        print(f"saved the 2-worker study to {args.save_study} as 'lab-ray2'")
 
 
 if __name__ == "__main__":
