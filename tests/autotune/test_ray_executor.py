@@ -13,12 +13,14 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import psutil
 import pytest
 
+from autotune.core.catalog import Knob
 from autotune.executors.base import Job
 from autotune.executors.factory import build_executor
 from autotune.executors.ray_executor import RayExecutor
@@ -27,19 +29,20 @@ from autotune.study.runner import StudyRunner
 
 pytestmark = pytest.mark.lab
 
-BASE = dict(workload="redis", workload_options={"clients": 20}, target="lab", trials=2,
-            repeats=4, duration=1.5, min_effect=0.95, preflight_runs=5, top_k=1,
-            validate_blocks=2, knobs=("net.core.netdev_budget",), seed=5, workers=2)
+BASE = StudyConfig(workload="redis", workload_options={"clients": 20}, target="lab", trials=2,
+                   repeats=4, duration=1.5, min_effect=0.95, preflight_runs=5, top_k=1,
+                   validate_blocks=2, knobs=("net.core.netdev_budget",), seed=5, workers=2)
+Pool = tuple[RayExecutor, list[Knob], str]
 
 
 @pytest.fixture(scope="module")
-def lab_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RayExecutor, list, str]]:
+def lab_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     base = tmp_path_factory.mktemp("ray")
     storage = f"sqlite:///{base / 'studies.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTOTUNE_STATE_DIR", str(base / "state"))
         mp.setenv("AUTOTUNE_DATA_DIR", str(base / "data"))
-        executor, knobs, _ = build_executor(StudyConfig(**BASE, storage=storage), say=print)
+        executor, knobs, _ = build_executor(replace(BASE, storage=storage), say=print)
         assert isinstance(executor, RayExecutor)
         try:
             yield executor, knobs, storage
@@ -50,17 +53,16 @@ def lab_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RayExec
     assert not ray.is_initialized()
 
 
-def run_study(pool: tuple[RayExecutor, list, str], name: str) -> optuna.Study:
+def run_study(pool: Pool, name: str) -> optuna.Study:
     executor, knobs, storage = pool
-    config = StudyConfig(**BASE, storage=storage, study_name=name)
+    config = replace(BASE, storage=storage, study_name=name)
     runner = StudyRunner(config=config, executor=executor, knobs=knobs, left_out=[])
     decision = runner.run()
     assert decision["verdict"] in ("improved", "no-change")
     return runner.study
 
 
-def test_two_lab_workers_finish_a_study_on_two_kernels(lab_pool: tuple[RayExecutor, list, str]
-                                                       ) -> None:
+def test_two_lab_workers_finish_a_study_on_two_kernels(lab_pool: Pool) -> None:
     executor = lab_pool[0]
     assert executor.concurrency == 2
     targets = executor.describe()["targets"]
@@ -76,7 +78,7 @@ def test_two_lab_workers_finish_a_study_on_two_kernels(lab_pool: tuple[RayExecut
     assert executor.deaths == []
 
 
-def test_a_worker_killed_mid_trial_is_survived(lab_pool: tuple[RayExecutor, list, str]) -> None:
+def test_a_worker_killed_mid_trial_is_survived(lab_pool: Pool) -> None:
     """Two trials' jobs on two workers; one worker is SIGKILLed mid-measurement. Its job is
     retried on the survivor, both trials complete, and later jobs still run."""
     executor = lab_pool[0]
