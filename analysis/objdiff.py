@@ -90,7 +90,8 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
                 for slot in range(len(mine)):
                     column = (mine[slot], *(t[slot] for t in theirs))
                     if len(set(column)) > 1:
-                        frame = insns[idx].writes_reg == "rsp" or "rsp" in insns[idx].op_str
+                        frame = (insns[idx].writes_reg == "rsp"
+                                 and insns[idx].mnemonic in ("sub", "add"))
                         changes.append(Change(name, idx, insns[idx].mnemonic, column, frame))
         if differs:
             reshaped.append(name)
