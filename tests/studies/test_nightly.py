@@ -38,7 +38,7 @@ trials = 2
 repeats = 2
 duration = 1.0
 min_effect = 0.95
-preflight_runs = 3
+preflight_runs = 5
 top_k = 1
 validate_blocks = 2
 [drift]
