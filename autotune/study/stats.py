@@ -53,20 +53,34 @@ class Effect:
         return {"effect": self.effect, "ci_low": self.low, "ci_high": self.high, "n": self.n}
 
 
-def bootstrap_effect(ratios: list[float], *, resamples: int = 10000, seed: int = 0) -> Effect:
-    """Mean log ratio and its percentile-bootstrap 95% CI, reported as relative change.
+# Two-sided 97.5% Student t quantiles for 1..9 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
+BOOTSTRAP_MIN_N = 10
 
-    With a single ratio there is no spread to resample, so the interval is unbounded.
+
+def bootstrap_effect(ratios: list[float], *, resamples: int = 10000, seed: int = 0) -> Effect:
+    """Mean log ratio and its 95% CI, reported as relative change.
+
+    A percentile bootstrap needs enough samples to describe the spread: below
+    ``BOOTSTRAP_MIN_N`` it would only return the range of the few ratios (two validation
+    pairs would give a "CI" that is just their min and max), so small samples get a Student
+    t interval instead, which is wide when it should be. One ratio has no spread at all:
+    the interval is unbounded.
     """
     logs = np.log(np.asarray(ratios, dtype=float))
     point = math.expm1(float(logs.mean()))
-    if len(logs) < 2:
-        return Effect(point, -math.inf, math.inf, len(logs))
+    n = len(logs)
+    if n < 2:
+        return Effect(point, -math.inf, math.inf, n)
+    if n < BOOTSTRAP_MIN_N:
+        half = _T975[n - 2] * float(logs.std(ddof=1)) / math.sqrt(n)
+        return Effect(point, math.expm1(float(logs.mean()) - half),
+                      math.expm1(float(logs.mean()) + half), n)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(logs), size=(resamples, len(logs)))
+    idx = rng.integers(0, n, size=(resamples, n))
     means = logs[idx].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
-    return Effect(point, math.expm1(float(lo)), math.expm1(float(hi)), len(logs))
+    return Effect(point, math.expm1(float(lo)), math.expm1(float(hi)), n)
 
 
 def geometric_mean(values: list[float]) -> float:

@@ -111,3 +111,10 @@ def test_automatic_repeats_follow_the_noise_up_to_the_ceiling() -> None:
 def test_lab_targets_default_to_a_larger_minimum_effect() -> None:
     assert StudyConfig(target="lab").effective_min_effect() > StudyConfig(target="host").effective_min_effect()
     assert StudyConfig(target="lab", min_effect=0.03).effective_min_effect() == 0.03
+
+
+def test_small_samples_get_a_t_interval_not_their_range() -> None:
+    two = bootstrap_effect([1.20, 1.30])
+    assert two.low < 0 < two.high  # t with 1 d.f. is wide: two pairs prove nothing
+    many = bootstrap_effect([1.20, 1.30] * 6)
+    assert many.excludes_no_change()
