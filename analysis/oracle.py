@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import kernel_tree, objdiff, promote
+from analysis import disasm, kernel_tree, objdiff, promote
 from analysis.elfimage import Image
 from analysis.find_sites import SeedSites
 from analysis.kernel_files import KernelFiles
@@ -171,9 +171,9 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
             builds = [objdiff.functions(o) for o in objs]
             changes, _ = objdiff.diff(builds)
             values = (seed.default, v1, v2)
-            left = _match(results, changes, values, report)
+            image = images[results[0].candidate.module]
+            left = _match(results, changes, values, report, builds[0], image)
             for change in left:
-                image = images[results[0].candidate.module]
                 promoted = promote.promote(change, builds[0], image, values, obj)
                 if promoted is None:
                     report.uncovered.append(f"{obj}:{change.describe()}")
@@ -193,13 +193,24 @@ def _predicts(expr_text: str, width: str, values: tuple[int, ...], imms: tuple[i
 
 
 def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int, int],
-           report: OracleReport) -> list[objdiff.Change]:
-    """Confirm or refute each result; return the changes no site accounts for."""
+           report: OracleReport, obj_funcs: dict[str, list[disasm.Insn]], image: Image
+           ) -> list[objdiff.Change]:
+    """Confirm or refute each result; return the changes no site accounts for.
+
+    Each site is held to the object instruction aligned with its own (two ``mov $16`` in one
+    function must not confirm each other's site); only when alignment fails does any
+    matching change of the function count.
+    """
     used: set[int] = set()
     for r in sorted(results, key=lambda r: r.candidate.insn.address):
         cand = r.candidate
+        want = None
+        if cand.function.name in obj_funcs:
+            vm = disasm.disassemble(image.code(cand.function), cand.function.start)
+            want = promote.obj_index(obj_funcs[cand.function.name], vm, cand.insn.address)
         hit = next((k for k, c in enumerate(changes) if k not in used
                     and c.function == cand.function.name and c.mnemonic == cand.insn.mnemonic
+                    and (want is None or c.index == want)
                     and _predicts(cand.expr, cand.width, values, c.imms)), None)
         if hit is None:
             report.refuted.append(f"{cand.function.name}+{cand.insn.address - cand.function.start:#x}")

@@ -56,6 +56,20 @@ def expression(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
     return None
 
 
+def obj_index(obj_insns: list[disasm.Insn], vm_insns: list[disasm.Insn], address: int
+              ) -> int | None:
+    """The object-file position of the shipped instruction at ``address`` (mnemonic alignment)."""
+    pos = next((k for k, i in enumerate(vm_insns) if i.address == address), None)
+    if pos is None:
+        return None
+    sm = difflib.SequenceMatcher(None, [i.mnemonic for i in obj_insns],
+                                 [i.mnemonic for i in vm_insns], autojunk=False)
+    for a, b, n in sm.get_matching_blocks():
+        if b <= pos < b + n:
+            return a + pos - b
+    return None
+
+
 def _vm_instruction(change: Change, obj_insns: list[disasm.Insn], image: Image
                     ) -> tuple[bytes, list[disasm.Insn], disasm.Insn] | None:
     keys = [i.mnemonic for i in obj_insns]

@@ -40,12 +40,16 @@ def test_oracle_promotes_derived_compare(catalog: Catalog) -> None:
     assert all(s.expected_default == 63 for s in derived)
 
 
-def test_wrong_expression_is_refuted_and_dropped(lab_files) -> None:  # type: ignore[no-untyped-def]
+def _found(lab_files, name: str):  # type: ignore[no-untyped-def]
     image = Image(lab_files.vmlinux)
     table = linetable.line_table(lab_files.vmlinux, kernel_tree.analysis_cache() / image.build_id)
-    seed = seeds.resolve("MAX_SOFTIRQ_RESTART", "kernel/softirq.c", lab_files.source, 250)
+    seed = seeds.resolve(name, "", lab_files.source, 250)
     seeds.find_uses([seed], lab_files.source)
-    found = find_sites.find([seed], [(image, table)], {seed.name: 1}, jobs=1)[seed.name]
+    return image, find_sites.find([seed], [(image, table)], {seed.name: 1}, jobs=1)[seed.name]
+
+
+def test_wrong_expression_is_refuted_and_dropped(lab_files) -> None:  # type: ignore[no-untyped-def]
+    image, found = _found(lab_files, "MAX_SOFTIRQ_RESTART")
     (res,) = [r for r in found.results if r.site is not None]
     # same immediate at V0 (2*10-10 = 10), different at every other value
     res.candidate = dataclasses.replace(res.candidate, expr="V*2-10")
@@ -54,3 +58,15 @@ def test_wrong_expression_is_refuted_and_dropped(lab_files) -> None:  # type: ig
     assert "refuted by the oracle" in res.reason
     promoted = [r.site for r in found.results if r is not res and r.site is not None]
     assert [(s.cs_start, s.expr, s.verified) for s in promoted] == [(0x54, "V", "oracle")]
+
+
+def test_same_immediate_twice_in_one_function(lab_files) -> None:  # type: ignore[no-untyped-def]
+    # alloc_pipe_info loads 16 twice (+0x77 eax for accounting, +0x7c ebp for the ring):
+    # each site must be confirmed by its own instruction, and V also sizes on-stack arrays
+    # in the trace splice code, which no site can cover.
+    image, found = _found(lab_files, "PIPE_DEF_BUFFERS")
+    report = oracle.verify_seed(lab_files, {"": image}, found, jobs=2)
+    sites = sorted((s.cs_start, s.location, s.expr) for r in found.results
+                   if (s := r.site) is not None and s.function == "alloc_pipe_info")
+    assert sites == [(0x6b, "flags", "V*4096-1"), (0x77, "eax", "V"), (0x7c, "ebp", "V")]
+    assert any("stack frame" in u for u in report.uncovered)
