@@ -34,6 +34,10 @@ class StudyProgress:
         self._progress.advance(self._task)
         if best is not None:
             self._progress.update(self._task, best=best)
+        if not self.console.is_terminal:  # logs and CI get a line per trial instead of a bar
+            task = self._progress.tasks[0]
+            self.console.print(f"{task.description} {task.completed:.0f}/{task.total:.0f} "
+                               f"{task.fields['best']}")
 
     def log(self, text: str) -> None:
         self._progress.console.print(text)
