@@ -24,7 +24,7 @@ Examples:
               help="Workload setting, e.g. clients=50, pipeline=1, value_size=64, tests=set,get.")
 @click.option("--target", default="auto", show_default=True,
               help="Kernel to tune: host, lab, or auto (host if it can do SIE, else lab).")
-@click.option("--trials", default=8, show_default=True, help="New trials in this session.")
+@click.option("--trials", default=6, show_default=True, help="New trials in this session.")
 @click.option("--timeout", type=float, default=None, help="Stop searching after this many seconds.")
 @click.option("--objective", type=click.Choice(["throughput", "p99", "both"]), default="throughput",
               show_default=True, help="What to improve; 'both' searches the Pareto front.")

@@ -23,7 +23,7 @@ class StudyConfig:
     target: str = "host"
     study_name: str | None = None
     storage: str | None = None
-    trials: int = 8
+    trials: int = 6
     timeout: float | None = None
     objective: Objective = "throughput"
     repeats: int | None = None

@@ -49,11 +49,13 @@ def _print_verdict(console: Console, config: StudyConfig, runner: StudyRunner,
                    decision: dict[str, Any]) -> None:
     validations = runner.study.user_attrs.get("autotune.validation", [])
     table = Table(title=f"validation of the top {len(validations)} candidate(s) on fresh pairs")
-    for col in ("trial", "params", "throughput effect [95% CI]", "p99 effect [95% CI]"):
+    table.add_column("trial")
+    table.add_column("values", overflow="fold")
+    for col in ("throughput effect [95% CI]", "p99 effect [95% CI]"):
         table.add_column(col)
     for v in validations:
         e = v["effects"]
-        table.add_row(str(v["trial"]), ", ".join(f"{k}={x}" for k, x in v["params"].items()),
+        table.add_row(str(v["trial"]), "\n".join(f"{k}={x}" for k, x in v["params"].items()),
                       _fmt(e["throughput"]), _fmt(e["p99_ms"]))
     console.print(table)
     console.print(f"[bold]{decision['verdict']}[/bold]: {decision['summary']}")
