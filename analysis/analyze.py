@@ -20,8 +20,9 @@ from analysis.kernel_files import KernelFiles
 from autotune.core.catalog import Catalog, Knob, UnsupportedKnob, load_catalog
 from autotune.core.errors import BadInputError
 
-PAPER_SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / \
-    "perf_consts_paper_140.tsv"
+# The paper's 140 constants (Linux 6.14), shipped with the package so an installed or freshly
+# cloned copy has its seed list without the steering repository beside it.
+PAPER_SEEDS = Path(__file__).resolve().parent / "data" / "perf_consts_paper_140.tsv"
 
 # (stage, done, total): total 0 means indeterminate
 Progress = Callable[[str, int, int], None]
@@ -48,10 +49,9 @@ def catalogs_dir() -> Path:
 
 def seed_list(tsv: Path, names: list[str], tree: Path, hz: int) -> list[seeds.Seed]:
     """The paper's seeds (or only ``names`` among them / user NAME or file:line seeds)."""
-    if not names and not tsv.exists():
-        raise BadInputError(f"seed list {tsv} missing: name constants with --const NAME "
-                            "or put the shared data directory beside the checkout")
-    rows = {n: (h, d) for n, h, d in seeds.paper_seeds(tsv)} if tsv.exists() else {}
+    if not tsv.exists():
+        raise BadInputError(f"seed list {tsv} missing: reinstall the package (it ships the list)")
+    rows = {n: (h, d) for n, h, d in seeds.paper_seeds(tsv)}
     wanted = names or list(rows)
     out: list[seeds.Seed] = []
     for name in wanted:
