@@ -49,9 +49,10 @@ def catalogs_dir() -> Path:
 
 def seed_list(tsv: Path, names: list[str], tree: Path, hz: int) -> list[seeds.Seed]:
     """The paper's seeds (or only ``names`` among them / user NAME or file:line seeds)."""
-    if not tsv.exists():
-        raise BadInputError(f"seed list {tsv} missing: reinstall the package (it ships the list)")
-    rows = {n: (h, d) for n, h, d in seeds.paper_seeds(tsv)}
+    if not names and not tsv.exists():
+        raise BadInputError(f"seed list {tsv} missing: name constants with --const NAME "
+                            "or reinstall the package (it ships the list)")
+    rows = {n: (h, d) for n, h, d in seeds.paper_seeds(tsv)} if tsv.exists() else {}
     wanted = names or list(rows)
     out: list[seeds.Seed] = []
     for name in wanted:
