@@ -8,6 +8,7 @@ restore-on-start after a SIGKILL possible.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import psutil
@@ -78,7 +79,7 @@ class KnobController:
             self._loaded.add(knob.name)
         if self._session is None:
             self._session = self.journal.new_session(self.kind)
-        entry = Entry(session=self._session, kind=self.kind, pid=psutil.Process().pid,
+        entry = Entry(session=self._session, kind=self.kind, pid=os.getpid(),
                       started=self._started, knob=knob.name, backend=knob.backend,
                       spec=knob.model_dump(mode="json"), scope=scope.to_json(),
                       old=backend.read(knob, scope), new=value)
@@ -117,7 +118,6 @@ class KnobController:
                 raise AutotuneError(f"revert incomplete: {'; '.join(errors)}; "
                                     "retry with 'autotune revert'")
             self.journal.close_session(self._session)
-            self.journal.compact()
             self._session = None
 
     def recover(self, *, include_policies: bool = False) -> list[str]:
@@ -143,9 +143,6 @@ class KnobController:
             self.journal.compact()
         return sorted(set(restored))
 
-    def open_sessions(self) -> dict[str, list[Entry]]:
-        return self.journal.open_entries()
-
     def status(self) -> list[KnobState]:
         out: list[KnobState] = []
         for backend in self.backends.values():
@@ -156,6 +153,8 @@ class KnobController:
         """Revert and detach: called on exit, error and signals."""
         try:
             self.revert()
+            with self.journal.locked():
+                self.journal.compact()
         finally:
             for backend in self.backends.values():
                 backend.unload()

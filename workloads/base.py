@@ -46,10 +46,6 @@ class Measurement(BaseModel):
     raw: str = ""
     provenance: dict[str, Any] = Field(default_factory=dict)
 
-    def metric(self, name: str) -> float:
-        value: float = getattr(self, name)
-        return value
-
 
 def provenance(target: Target, tools: dict[str, str]) -> dict[str, Any]:
     """Facts that make a number reproducible: kernel build, host, tools, time."""

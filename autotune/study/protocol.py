@@ -100,9 +100,7 @@ def decide(validations: list[dict[str, Any]], config: StudyConfig) -> dict[str, 
     best: dict[str, Any] | None = None
     reasons = []
     for v in validations:
-        eff = {m: Effect(**{k: v["effects"][m][key] for k, key in
-                            (("effect", "effect"), ("low", "ci_low"), ("high", "ci_high"), ("n", "n"))})
-               for m in BETTER_HIGHER}
+        eff = {m: Effect.from_dict(v["effects"][m]) for m in BETTER_HIGHER}
         if not improves(eff[primary], primary):
             reasons.append(f"trial {v['trial']}: {primary} CI [{eff[primary].low:+.1%}, "
                            f"{eff[primary].high:+.1%}] includes no change")

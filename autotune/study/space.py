@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 
 from autotune.core.catalog import Knob
@@ -21,13 +19,3 @@ def suggest(trial: optuna.Trial, knobs: list[Knob]) -> dict[str, int]:
             params[knob.name] = trial.suggest_int(knob.name, d.min, d.max, log=d.log)
     return params
 
-
-def distributions(knobs: list[Knob]) -> dict[str, Any]:
-    """Distributions by knob name, for enqueueing and re-telling known points."""
-    out: dict[str, Any] = {}
-    for knob in knobs:
-        d = knob.domain
-        allowed = d.allowed_values()
-        out[knob.name] = (optuna.distributions.CategoricalDistribution(allowed) if allowed is not None
-                          else optuna.distributions.IntDistribution(d.min, d.max, log=d.log))
-    return out

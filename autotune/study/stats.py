@@ -52,6 +52,10 @@ class Effect:
     def as_dict(self) -> dict[str, float | int]:
         return {"effect": self.effect, "ci_low": self.low, "ci_high": self.high, "n": self.n}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, float]) -> Effect:
+        return cls(d["effect"], d["ci_low"], d["ci_high"], int(d["n"]))
+
 
 # Two-sided 97.5% Student t quantiles for 1..9 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
