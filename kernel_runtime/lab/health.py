@@ -18,6 +18,10 @@ from pathlib import Path
 HEARTBEAT_EVERY = 1.0
 HANG_AFTER = 6.0  # seconds without a heartbeat reply: with polling, detection stays < 10 s
 POLL = 0.25
+WHERE_WAIT = 2.0  # after a fatal line, how long to wait for the oops' RIP line to land
+
+# The faulting instruction of an oops (printed a few lines after the "Oops:" line).
+RIP = re.compile(r"RIP: 00\d\d:(\S+)")
 
 # (pattern, severity, reason template); first match wins, so specific patterns go first.
 PATTERNS: list[tuple[re.Pattern[str], str, str]] = [
@@ -68,6 +72,8 @@ class Watchdog:
         self._last_beat = time.monotonic()
         self._stop = threading.Event()
         self.events: list[KernelEvent] = []
+        self.where: str | None = None  # the RIP of the first fatal event, once printed
+        self._fatal_seen_at: float | None = None
         self.verdict: str | None = None
         self._threads = [threading.Thread(target=self._watch, name="lab-watchdog", daemon=True),
                          threading.Thread(target=self._beat, name="lab-heartbeat", daemon=True)]
@@ -82,24 +88,37 @@ class Watchdog:
             if t is not threading.current_thread():
                 t.join(timeout=5)
 
-    def _read_console(self) -> list[KernelEvent]:
+    def _read_console(self) -> None:
         try:
             with open(self._console, "rb") as fh:
                 fh.seek(self._offset)
                 chunk = fh.read()
         except OSError:
-            return []
+            return
         self._offset += len(chunk)
         text = self._partial + chunk.decode(errors="replace")
         *lines, self._partial = text.split("\n")
-        found = [e for e in map(classify, lines) if e is not None]
-        self.events.extend(found)
-        return found
+        for line in lines:
+            event = classify(line)
+            if event is not None:
+                self.events.append(event)
+                if event.severity == "fatal" and self._fatal_seen_at is None:
+                    self._fatal_seen_at = time.monotonic()
+            elif self._fatal_seen_at is not None and self.where is None \
+                    and (m := RIP.search(line)):
+                self.where = m.group(1)
 
     def _fatal_reason(self) -> str | None:
         """The first fatal line: an oops or lockup is the cause, the panic after it the effect."""
         fatal = [e for e in self.events if e.severity == "fatal"]
-        return fatal[0].reason if fatal else None
+        if not fatal:
+            return None
+        return f"{fatal[0].reason} at {self.where}" if self.where else fatal[0].reason
+
+    def _where_pending(self) -> bool:
+        """A fatal line came in but its RIP line may still be on its way (worth a moment)."""
+        return (self.where is None and self._fatal_seen_at is not None
+                and time.monotonic() - self._fatal_seen_at < WHERE_WAIT)
 
     def _declare(self, reason: str) -> None:
         if self.verdict is None and not self._stop.is_set():
@@ -114,7 +133,7 @@ class Watchdog:
                 time.sleep(POLL)  # let QEMU's last console bytes land
                 self._read_console()
                 self._declare(self._fatal_reason() or "the lab VM exited unexpectedly")
-            elif (reason := self._fatal_reason()) is not None:
+            elif (reason := self._fatal_reason()) is not None and not self._where_pending():
                 self._declare(reason)
             elif time.monotonic() - self._last_beat > HANG_AFTER:
                 self._declare(f"guest hung: no heartbeat for {HANG_AFTER:.0f} s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from analysis.debian_kernel import LAB_ROLES, fetch, resolve_version
@@ -116,6 +117,7 @@ class LabTarget(Target):
         self.info: dict[str, Any] = {}
         self._source: str | None = None
         self.boots = 0
+        self.crash_log: Path | None = None
         try:
             self._boot()
         except BaseException:
@@ -155,13 +157,15 @@ class LabTarget(Target):
         if self._dead is not None:
             return
         self._dead = reason
-        err = TargetCrashed(f"lab kernel {self.kernel().release}: {reason}; the lab restarts on "
-                            f"next use (console log: {self.lab.files.console})")
+        self.lab.stop(grace=1.0)
+        self.crash_log = self.lab.keep_console()
+        self._dead = f"{reason} (console log: {self.crash_log})"
+        err = TargetCrashed(f"lab kernel {self.kernel().release}: {self._dead}; "
+                            "the lab restarts on next use")
         self._crashed.set()
         for c in (self._client, self._beat):
             if c is not None:
                 c.fail(err)
-        self.lab.stop(grace=1.0)
 
     def _shutdown_session(self, *, polite: bool) -> None:
         if self.lease is not None:
@@ -216,8 +220,7 @@ class LabTarget(Target):
             # The connection can drop a moment before the watchdog names the cause.
             if self._crashed.wait(3.0) and self._dead is not None:
                 raise TargetCrashed(f"{method} failed: lab kernel {self.kernel().release}: "
-                                    f"{self._dead} (console log: {self.lab.files.console})") \
-                    from None
+                                    f"{self._dead}") from None
             self._on_fatal(str(e))
             raise
 

@@ -32,6 +32,7 @@ from kernel_runtime.paths import state_dir
 from kernel_runtime.processes import ProcessTable, free_loopback_port
 
 BOOT_TIMEOUT = 180.0
+KEPT_CRASH_LOGS = 20
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,21 @@ class Lab:
             return self.files.console.read_text(errors="replace")
         except OSError:
             return ""
+
+    def keep_console(self) -> Path:
+        """Copy this boot's console log where it outlives the run directory (crash evidence).
+
+        A private lab's run directory goes when the lab closes, and a restart rotates the
+        log: an oops's backtrace would be gone before anyone read it. The newest
+        ``KEPT_CRASH_LOGS`` copies stay under the state directory.
+        """
+        keep = state_dir() / "lab-crashes"
+        keep.mkdir(parents=True, exist_ok=True)
+        dest = keep / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-console.log"
+        dest.write_text(self.console_text())
+        for old in sorted(keep.glob("*-console.log"))[:-KEPT_CRASH_LOGS]:
+            old.unlink(missing_ok=True)
+        return dest
 
     def last_words(self, lines: int = 3) -> str:
         tail = [ln.strip() for ln in self.console_text().splitlines() if ln.strip()][-lines:]

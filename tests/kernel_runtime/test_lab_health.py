@@ -85,3 +85,19 @@ def test_lockup_line_is_fatal_while_vm_still_runs(tmp_path: Path) -> None:
     console = tmp_path / "console.log"
     console.write_text("[ 40.1] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [sh:1]\n")
     assert _watch(console, alive=True, beats=True) == "soft lockup on CPU#0 (stuck 23s)"
+
+
+def test_oops_names_the_faulting_instruction(tmp_path: Path) -> None:
+    """An oops is reported with its RIP line, which comes a few lines after the first."""
+    console = tmp_path / "console.log"
+    console.write_text("[ 88.1] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+                       "[ 88.1] CPU: 1 UID: 0 PID: 312 Comm: python3.11 Not tainted 6.12.117\n"
+                       "[ 88.1] RIP: 0010:do_shrink_slab+0x2d/0x3c0\n")
+    assert _watch(console, alive=True, beats=True) == \
+        "kernel oops: int3: 0000 [#1] PREEMPT SMP NOPTI at do_shrink_slab+0x2d/0x3c0"
+
+
+def test_oops_without_rip_line_is_still_declared(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    console.write_text("[ 88.1] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n")
+    assert _watch(console, alive=True, beats=True) == "kernel oops: int3: 0000 [#1] PREEMPT SMP NOPTI"

@@ -148,5 +148,8 @@ def test_crash_recovery(lab: LabTarget) -> None:
         lab.run(["sh", "-c", "sleep 1; echo c > /proc/sysrq-trigger; sleep 120"], timeout=180)
     assert "kernel panic" in str(crash.value)
     assert lab.crashed is not None
+    # The console log outlives the crashed boot (and a private lab's run directory).
+    assert lab.crash_log is not None and str(lab.crash_log) in str(crash.value)
+    assert "sysrq triggered crash" in lab.crash_log.read_text()
     assert read(lab, "/proc/sys/kernel/random/boot_id") != boot_id  # restarted clean
     assert lab.boots == boots + 1 and lab.crashed is None
