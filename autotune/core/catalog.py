@@ -118,6 +118,9 @@ class Site(_Strict):
     save_offset: int | None = None
     compare_operand: str | None = None
     recompute_op: Literal["shl", "shr", "and", "or", "add", "mul"] | None = None
+    # the register the save probe reads when it is not the location itself: the source of a
+    # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst' (a memory location saves its cell)
+    save_input: str | None = None
     guard_offset: int | None = None  # a probe only the constant's own path passes before the site
     safe_spans: list[SafeSpan] = Field(default_factory=list)
     verified: Literal["oracle", "emulation", "none"] = "none"
