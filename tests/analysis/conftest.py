@@ -26,8 +26,8 @@ def corpus_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("gcc missing: run 'bash scripts/setup.sh'")
     out = tmp_path_factory.mktemp("corpus") / "shapes.elf"
     # relative paths from the corpus root, so line-table paths read like a kernel tree's
-    subprocess.run(["gcc", *KERNEL_LIKE_FLAGS, "-o", str(out), "kernel/shapes.c",
-                    "kernel/stubs.c"], check=True, cwd=CORPUS)
+    sources = sorted(str(p.relative_to(CORPUS)) for p in (CORPUS / "kernel").glob("*.c"))
+    subprocess.run(["gcc", *KERNEL_LIKE_FLAGS, "-o", str(out), *sources], check=True, cwd=CORPUS)
     return out
 
 

@@ -1,0 +1,46 @@
+/* Shapes where the constant is added into a value that keeps living: the result cannot be
+ * rewritten from itself, the fix-up needs the input saved before the instruction. */
+#include "../include/recompute.h"
+
+extern int work(int);
+
+struct task_like {
+	unsigned long pad[3];
+	unsigned long stamp;
+};
+
+/* lea %edi <- %ebx + LEA_MIN_US: the input stays live in %ebx (tcp_rack_mark_lost's shape). */
+__attribute__((noinline)) int lea_three(unsigned int srtt)
+{
+	unsigned int t = srtt >> 2;
+
+	return work(t + LEA_MIN_US) + t;
+}
+
+/* add $STAMP_STEP, 0x18(%rdi): a read-modify-write of memory (task_numa_work's node_stamp). */
+__attribute__((noinline)) void bump_stamp(struct task_like *t)
+{
+	t->stamp += STAMP_STEP;
+}
+
+/* add $FLAG_ADD, %edi; js: the sign flag of the add is read, a fix-up would leave it stale. */
+__attribute__((noinline)) int add_then_test(int x)
+{
+	x += FLAG_ADD;
+	if (x < 0)
+		return work(x);
+	return x * 3;
+}
+
+/* lea -EXPIRE_AGE(%rdi), %rax: a subtraction into a new register (nfsd's RC_EXPIRE). */
+__attribute__((noinline)) long expired_before(long now, long *limit)
+{
+	*limit = now - EXPIRE_AGE;
+	return work((int)now);
+}
+
+/* lea -INDEXED_AGE(%rbx,%rax), %rax: two inputs, no single register to save. */
+__attribute__((noinline)) long indexed_age(long now)
+{
+	return work((int)now) + now - INDEXED_AGE;
+}
