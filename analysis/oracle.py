@@ -54,7 +54,12 @@ def variant_values(v0: int, pow2: bool) -> tuple[int, int]:
 
 
 def rewrite_line(seed: Seed, line: str, value: int) -> str:
-    """The seed's definition (or literal) line with V0 replaced by ``value``."""
+    """The seed's definition (or literal) line with V0 replaced by ``value``.
+
+    A multi-line ``#define`` becomes one line here; ``build_variants`` blanks the others.
+    """
+    if seed.kind == "const":
+        return re.sub(r"=\s*[^;]+;", f"= ({value});", line, count=1)
     if seed.kind == "macro" and re.match(r"\s*#\s*define\s+\w+\s", line):
         body = seed.body
         if "unsigned" in body:
@@ -63,6 +68,8 @@ def rewrite_line(seed: Seed, line: str, value: int) -> str:
             new = f"({value}{'UL' if 'UL' in body else 'U'})"
         else:
             new = f"({value})"
+        if len(seed.lines) > 1:
+            return f"#define {seed.name} {new}\n"
         return line.replace(body, new, 1)
     literal = re.compile(r"(?<![\w.])" + str(seed.default) + r"(?![\w.])")
     hits = list(literal.finditer(line))
@@ -127,6 +134,8 @@ def build_variants(tree: Path, seed: Seed, obj: str, values: list[int], work: Pa
                     shutil.copyfile(f, overlay / rel_dir / f.name)
         changed = list(lines)
         changed[seed.line - 1] = rewrite_line(seed, lines[seed.line - 1], value)
+        for n in seed.lines[1:]:  # continuation lines (kept as blank lines: line numbers hold)
+            changed[n - 1] = "\n"
         (overlay / seed.file).write_text("".join(changed))
         out = overlay / "out.o"
         res = subprocess.run(_overlay_command(cmd, tree, obj, overlay, seed.file, out), cwd=tree,

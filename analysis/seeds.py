@@ -1,9 +1,12 @@
 """Seeds: which constants to catalog, where 6.12 defines them, their default V0 and their uses.
 
 The paper's list names Linux 6.14 constants; each is looked up in the analysed tree (absent
-ones are reported, not guessed). A seed is a macro (``#define NAME value``), a static
-variable (tuned through memory, not SIE: reported as unsupported), or a literal inside a
-source line (``file:line`` or an expression from the list, such as ``ca->delay_min >> 3``).
+ones are reported, not guessed). A seed is a macro (``#define NAME value``, continuation lines
+included), a ``static const`` scalar with a constant initializer (GCC folds it into
+immediates exactly like a macro, so it is analysed as one), a static variable that is not
+const (it lives in memory: tuned through memory, not SIE, reported as unsupported), or a
+literal inside a source line (``file:line`` or an expression from the list, such as
+``ca->delay_min >> 3``).
 """
 
 from __future__ import annotations
@@ -38,17 +41,23 @@ class Seed:
     """One constant to catalog, resolved against the analysed source tree."""
 
     name: str
-    kind: str  # "macro" | "variable" | "literal" | "absent"
+    kind: str  # "macro" | "const" (static const scalar) | "variable" | "literal" | "absent"
     file: str = ""
     line: int = 0
     body: str = ""
     default: int | None = None
     problem: str = ""
     uses: list[Use] = field(default_factory=list)
+    last_line: int = 0  # a definition's last line (continuation lines); 0: same as ``line``
 
     @property
     def source(self) -> str:
         return f"{self.file}:{self.line}" if self.file else ""
+
+    @property
+    def lines(self) -> range:
+        """The definition's line numbers (a multi-line ``#define`` spans several)."""
+        return range(self.line, max(self.line, self.last_line) + 1)
 
 
 def known_macros(hz: int) -> dict[str, int]:
@@ -99,40 +108,67 @@ def evaluate(text: str, macros: dict[str, int]) -> int | None:
         return None
 
 
+_COMMENT = re.compile(r"/\*.*?\*/|//.*$", re.M)
+
+
+def _logical(lines: list[str], i: int) -> tuple[str, int]:
+    """Line ``i`` (0-based) joined with its backslash continuations, comments dropped;
+    and the index of its last physical line."""
+    parts = [lines[i]]
+    while parts[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+        parts[-1] = parts[-1].rstrip()[:-1]
+        i += 1
+        parts.append(lines[i])
+    return " ".join(_COMMENT.sub(" ", " ".join(parts)).split()), i
+
+
+_DEFINE = re.compile(r"#\s*define\s+(\w+)(\(.*?\))?(?:\s+(.*))?$")
+
+
 def _file_defines(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     try:
-        text = path.read_text(errors="replace")
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return out
-    for m in re.finditer(r"^\s*#\s*define\s+(\w+)\s+(.+?)\s*(?:/\*.*)?$", text, re.M):
-        out.setdefault(m.group(1), m.group(2))
+    for i, text in enumerate(lines):
+        if _DEFINE.match(text.lstrip()):
+            m = _DEFINE.match(_logical(lines, i)[0])
+            if m and not m.group(2) and m.group(3):
+                out.setdefault(m.group(1), m.group(3))
     return out
 
 
-def _locate(tree: Path, name: str, hint: str) -> tuple[str, int, str, str] | None:
-    """(file, line, kind, body) of NAME's definition, preferring the hinted file."""
-    define = re.compile(r"^\s*#\s*define\s+" + re.escape(name) + r"(\(.*?\))?\s+(.+?)\s*(?:/\*.*)?$")
-    variable = re.compile(r"^\s*static\s+(?:const\s+)?[\w\s]*?\b" + re.escape(name)
+def _locate(tree: Path, name: str, hint: str) -> tuple[str, int, int, str, str] | None:
+    """(file, line, last line, kind, body) of NAME's definition, preferring the hinted file."""
+    start = re.compile(r"^\s*#\s*define\s+" + re.escape(name) + r"\b")
+    variable = re.compile(r"^\s*static\s+((?:const\s+)?)([\w\s]*?)\b" + re.escape(name)
                           + r"\s*=\s*([^;]+);")
-    def scan(rel: str) -> tuple[str, int, str, str] | None:
+
+    def scan(rel: str) -> tuple[str, int, int, str, str] | None:
         try:
             lines = (tree / rel).read_text(errors="replace").splitlines()
         except OSError:
             return None
-        for i, text in enumerate(lines, 1):
-            for regex, kind in ((define, "macro"), (variable, "variable")):
-                m = regex.match(text)
-                if m and kind == "macro":
-                    return rel, i, "function-macro" if m.group(1) else "macro", m.group(2)
-                if m:
-                    return rel, i, kind, m.group(1)
+        for i, text in enumerate(lines):
+            if start.match(text):
+                joined, last = _logical(lines, i)
+                m = _DEFINE.match(joined)
+                if m and m.group(1) == name:
+                    kind = "function-macro" if m.group(2) else "macro"
+                    return rel, i + 1, last + 1, kind, m.group(3) or ""
+            m = variable.match(text)
+            if m:
+                # a const scalar (not a pointer or array) is folded into the code like a macro
+                const = bool(m.group(1)) and "*" not in m.group(2) and "[" not in text.split("=")[0]
+                return rel, i + 1, i + 1, "const" if const else "variable", m.group(3).strip()
         return None
 
     hit = scan(hint) if hint else None
     if hit:
         return hit
-    found = subprocess.run(["grep", "-rlE", r"#\s*define\s+" + name + r"\b", *SCAN_DIRS],
+    found = subprocess.run(["grep", "-rlE", r"#\s*define\s+" + name + r"\b|^\s*static\s.*\b"
+                            + name + r"\s*=", *SCAN_DIRS],
                            cwd=tree, capture_output=True, text=True, check=False).stdout
     for rel in found.split():
         hit = scan(rel)
@@ -149,20 +185,42 @@ def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "") -
     found = _locate(tree, name, hint)
     if found is None:
         return Seed(name, "absent", problem="not defined in this kernel's source (absent in 6.12)")
-    rel, line, kind, body = found
+    rel, line, last, kind, body = found
     if kind == "function-macro":
         # the margin of a comparison macro such as fits_capacity(): its non-scale literal
         lits = [int(x) for x in _LITERAL.findall(body) if int(x) != 1024]
         return Seed(name, "macro", rel, line, body, lits[0] if lits else None,
-                    problem="" if lits else f"function-like macro {body!r} has no literal")
-    macros |= {k: v for k, v in ((k, evaluate(b, macros)) for k, b in
-                                 _file_defines(tree / rel).items() if k != name) if v is not None}
-    seed = Seed(name, kind, rel, line, body, evaluate(body, macros))
+                    problem="" if lits else f"function-like macro {body!r} has no literal",
+                    last_line=last)
+    macros |= _folded_defines(tree / rel, name, macros)
+    seed = Seed(name, kind, rel, line, body, evaluate(body, macros), last_line=last)
     if kind == "variable":
-        seed.problem = "a static variable, not a compiled-in constant: tune it as memory"
+        seed.problem = "a static variable that is not const (it lives in memory, the code " \
+                       "loads it): tune it as memory, not as a compiled-in constant"
     elif seed.default is None:
-        seed.problem = f"default {body!r} is not a constant integer expression (function-like or sizeof)"
+        seed.problem = f"default {body!r} is not a constant integer expression: {_why_not(body)}"
     return seed
+
+
+def _folded_defines(path: Path, skip: str, macros: dict[str, int]) -> dict[str, int]:
+    """The file's own object-like macros that fold, each after the ones it names."""
+    bodies = {k: b for k, b in _file_defines(path).items() if k != skip}
+    known = dict(macros)
+    for _ in range(4):  # macros naming macros: a few rounds settle every chain in practice
+        more = {k: v for k, b in bodies.items() if k not in known
+                and (v := evaluate(b, known)) is not None}
+        if not more:
+            break
+        known |= more
+    return {k: v for k, v in known.items() if k not in macros}
+
+
+def _why_not(body: str) -> str:
+    if "sizeof" in body:
+        return "it depends on sizeof(...), a type layout the source text does not fold"
+    if names := [n for n in re.findall(r"\b[a-z_]\w*\b", body) if n not in ("unsigned", "long", "int")]:
+        return f"it reads {names[0]!r}, a run-time variable (a sysctl or per-call value)"
+    return "function-like or an unknown macro"
 
 
 def _resolve_literal(name: str, hint: str, tree: Path, text: str, macros: dict[str, int]) -> Seed:
@@ -208,7 +266,10 @@ def paper_seeds(tsv: Path) -> list[tuple[str, str, str]]:
 
 
 def find_uses(seeds: list[Seed], tree: Path) -> None:
-    """Fill ``uses`` of macro seeds with every line that names them (one grep for all)."""
+    """Fill ``uses`` of macro and static const seeds with every line that names them."""
+    for seed in seeds:
+        if seed.kind == "const" and seed.default is not None:
+            _const_uses(seed, tree)
     macros = {s.name: s for s in seeds if s.kind == "macro" and s.default is not None}
     if not macros:
         return
@@ -227,3 +288,14 @@ def find_uses(seeds: list[Seed], tree: Path) -> None:
             if path == seed.file and int(num) == seed.line:
                 continue
             seed.uses.append(Use(path, int(num), text.strip()))
+
+
+def _const_uses(seed: Seed, tree: Path) -> None:
+    """A ``static`` constant is visible only in its own file; ``->name``/``.name`` there are
+    struct members of the same name (bfq copies its defaults into ``bfqd->bfq_back_max``)."""
+    word = re.compile(r"(?<![\w.>])" + re.escape(seed.name) + r"\b")
+    lines = (tree / seed.file).read_text(errors="replace").splitlines()
+    for i, text in enumerate(lines, 1):
+        code = _COMMENT.sub(" ", text)
+        if i != seed.line and not text.lstrip().startswith("*") and word.search(code):
+            seed.uses.append(Use(seed.file, i, text.strip()))

@@ -15,8 +15,12 @@ Grammar (C precedence, lowest first)::
     sum    := prod (('+' | '-') prod)*
     prod   := unary ('*' unary)*
     unary  := ('-' | '~') unary | atom
-    atom   := 'V' | INT | '(' expr ')' | WIDTH '(' expr ')'
+    atom   := 'V' | INT | '(' expr ')' | WIDTH '(' expr ')' | 'log2' '(' expr ')'
     WIDTH  := 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64'
+
+``log2(x)`` is the kernel's ``ilog2``: the floor of the base-2 logarithm of a positive x. GCC
+turns ``x / V`` and ``x * V`` for a power-of-two V into a shift by ilog2(V), so a knob whose
+site is such a shift carries a ``pow2`` constraint and the exact value is log2(V).
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class _Parser:
 
     def fail(self, why: str) -> BadInputError:
         return BadInputError(f"expression {self.text!r}: {why} (allowed: V, integers, + - * << >> & | ^ ~, "
-                             f"parentheses, {'/'.join(WIDTHS)}(...))")
+                             f"parentheses, {'/'.join(WIDTHS)}(...), log2(...))")
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -158,6 +162,13 @@ class _Parser:
             if self.take() != ")":
                 raise self.fail("missing ')'")
             return Node(tok, (inner,))
+        if tok == "log2":
+            if self.take() != "(":
+                raise self.fail("log2 needs parentheses")
+            inner = self.binary(0)
+            if self.take() != ")":
+                raise self.fail("missing ')'")
+            return Node("log2", (inner,))
         raise self.fail(f"unknown name {tok!r}")
 
 
@@ -173,6 +184,11 @@ def _eval(node: Node, v: int) -> int:
         return ~_eval(a[0], v)
     if op in WIDTHS:
         return wrap(_eval(a[0], v), op)
+    if op == "log2":
+        x = _eval(a[0], v)
+        if x <= 0:
+            raise BadInputError(f"log2 of {x}: only positive values have one")
+        return x.bit_length() - 1
     x, y = _eval(a[0], v), _eval(a[1], v)
     if op in ("<<", ">>") and not 0 <= y < 64:
         raise BadInputError(f"shift by {y} is outside 0..63")
@@ -201,4 +217,17 @@ def _c(node: Node, var: str) -> str:
         return f"(~{_c(a[0], var)})"
     if op in WIDTHS:
         return f"((__s64)({_C_TYPES[op]}){_c(a[0], var)})"
+    if op == "log2":
+        return _c_log2(_c(a[0], var))
     return f"({_c(a[0], var)} {op} {_c(a[1], var)})"
+
+
+def _c_log2(x: str) -> str:
+    """Floor log2 as one branch-free C expression: BPF has no count-leading-zeros instruction.
+
+    The sum counts the k in 1..63 with x >= 2^k (x read as unsigned); clang folds it into a
+    short compare-and-add chain the verifier accepts. x <= 0 gives 0, never an unbounded
+    shift: the domain's pow2 constraint keeps V positive before any write.
+    """
+    terms = " + ".join(f"(__s64)((__u64){x} >= {1 << k}ULL)" for k in range(1, 64))
+    return f"({terms})"

@@ -48,3 +48,45 @@ def test_c_rendering_is_width_explicit() -> None:
 def test_wrap_signed() -> None:
     assert wrap(0x80000000, "s32") == -(2**31)
     assert wrap(-1, "u16") == 0xFFFF
+
+
+@pytest.mark.parametrize(("text", "v", "expected"), [
+    ("log2(V)", 1, 0),
+    ("log2(V)", 8, 3),
+    ("log2(V)", 1 << 40, 40),
+    ("log2(V)", 12, 3),  # the kernel's ilog2 rounds down
+    ("log2(V)-1", 16, 3),
+    ("log2(V*2)+1", 256, 10),
+])
+def test_log2_is_the_kernels_ilog2(text: str, v: int, expected: int) -> None:
+    assert parse(text).evaluate(v) == expected
+
+
+def test_log2_of_non_positive_is_refused() -> None:
+    with pytest.raises(BadInputError, match="log2 of 0"):
+        parse("log2(V)").evaluate(0)
+    with pytest.raises(BadInputError, match="parentheses"):
+        parse("log2 V")
+
+
+def test_log2_renders_without_a_clz_builtin() -> None:
+    c = parse("log2(V)+1").to_c("val")
+    assert "__builtin" not in c and "val" in c and ">= 2ULL" in c and f">= {1 << 63}ULL" in c
+
+
+def test_c_rendering_agrees_with_evaluate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The rendered C, compiled by the real gcc, computes what ``evaluate`` computes."""
+    import subprocess
+
+    texts = ["log2(V)", "log2(V)+2", "u32(V*8-1)", "(V+3) >> 2", "-(log2(V))"]
+    values = [1, 2, 3, 8, 600, 4096, 1 << 31, 1 << 40]
+    body = "\n".join(f'printf("%lld\\n", (long long){parse(t).to_c("v")});' for t in texts)
+    src = tmp_path / "e.c"
+    src.write_text("#include <stdio.h>\n#include <stdlib.h>\ntypedef long long __s64;\n"
+                   "typedef unsigned long long __u64;\ntypedef unsigned int __u32;\n"
+                   "int main(int c, char **a) { __s64 v = atoll(a[1]);\n" + body + "\nreturn 0; }\n")
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "e"), str(src)], check=True)
+    for v in values:
+        out = subprocess.run([str(tmp_path / "e"), str(v)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert [int(x) for x in out] == [parse(t).evaluate(v, "s64") for t in texts], v
