@@ -12,6 +12,11 @@ from typing import Any
 
 BRANCH_GROUPS = {1, 2, 3, 7}  # CS_GRP_JUMP, CALL, RET, BRANCH_RELATIVE
 JUMP_OPT_BYTES = 5  # a jump-optimized kprobe replaces 5 bytes with a rel32 jmp
+# Instructions that define every arithmetic flag GCC may test afterwards (imul/mul leave
+# SF ZF AF PF undefined, which compiled code never reads), so earlier flags are dead.
+FULL_FLAG_WRITERS = {"add", "sub", "cmp", "test", "and", "or", "xor", "neg", "imul", "mul"}
+_SHIFTS = {"shl", "sal", "shr", "sar"}
+FLAGS_LOOKAHEAD = 32
 
 
 @dataclass(frozen=True)
@@ -92,3 +97,43 @@ def jump_optimizable(insns: list[Insn], index: int, func_end: int) -> bool:
             return False
         i += 1
     return True
+
+
+def _kills_flags(ins: Insn) -> bool:
+    if ins.reads_flags or not ins.writes_flags:
+        return False
+    if ins.mnemonic in FULL_FLAG_WRITERS:
+        return True
+    # a shift by a non-zero immediate sets them; by %cl it may be by 0 and keep them
+    return ins.mnemonic in _SHIFTS and bool(ins.imms) and ins.imms[-1] % 64 != 0
+
+
+def flags_reader(insns: list[Insn], index: int, func_start: int, func_end: int) -> Insn | None:
+    """The instruction that may read the flags ``insns[index]`` set, or None when they die.
+
+    Flags die at the next full writer, at a call or a return (the ABI preserves no flags) and
+    at a jump out of the function (a tail call); direct jumps inside are followed. A reader,
+    an indirect jump or a path longer than the look-ahead is returned: the flags may be live.
+    """
+    at = {ins.address: k for k, ins in enumerate(insns)}
+    k = index + 1
+    for _ in range(FLAGS_LOOKAHEAD):
+        if k >= len(insns):
+            return None
+        ins = insns[k]
+        if ins.reads_flags:
+            return ins
+        if _kills_flags(ins) or ins.mnemonic in ("call", "ret"):
+            return None
+        if ins.mnemonic == "jmp":
+            if not ins.imms:
+                return ins
+            target = ins.imms[0]
+            if not func_start <= target < func_end:
+                return None
+            if target not in at:
+                return ins
+            k = at[target]
+            continue
+        k += 1
+    return insns[min(k, len(insns) - 1)]

@@ -52,12 +52,33 @@ def _flags_reader(insns: list[disasm.Insn], k: int) -> int | None:
     return None
 
 
-def _same_input(s: disasm.Insn) -> bool:
-    """``lea d(%r), %r`` or ``imul $i, %r, %r``: the location register is also the input."""
+def _save_input(s: disasm.Insn) -> str | None:
+    """The register a save probe must read to recompute ``s``'s result: its own location
+    (``add $i, %r``, ``lea d(%r), %r``) or a 3-operand source (``lea d(%src), %dst``,
+    ``imul $i, %src, %dst``). Raises ValueError when the input is no single register."""
     ops = [o.strip() for o in s.op_str.split(",")]
     if s.mnemonic == "lea":
-        return s.mem is not None and s.mem[0] == s.writes_reg
-    return len(ops) == 2 or (len(ops) == 3 and ops[0] == ops[1])
+        if s.mem is None or s.mem[0] in ("", "rip"):
+            raise ValueError(f"'{s.mnemonic} {s.op_str}': an indexed or rip-relative address "
+                             "is no single input register to save")
+        return None if s.mem[0] == s.writes_reg else s.mem[0]
+    if s.mnemonic == "imul" and len(ops) == 3 and ops[0] != ops[1]:
+        if s.mem is not None:
+            raise ValueError(f"'{s.mnemonic} {s.op_str}': the input is in memory")
+        return ops[1]
+    return None
+
+
+def _stale_flags(insns: list[disasm.Insn], k: int, func_start: int, func_end: int) -> str:
+    """Why recomputing ``insns[k]``'s result would be inexact: its flags are read later."""
+    if not insns[k].writes_flags:
+        return ""
+    reader = disasm.flags_reader(insns, k, func_start, func_end)
+    if reader is None:
+        return ""
+    return (f"'{insns[k].mnemonic} {insns[k].op_str}' sets flags that "
+            f"'{reader.mnemonic} {reader.op_str}' at +{reader.address - func_start:#x} may read: "
+            "fixing its result up afterwards would leave them stale")
 
 
 def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> SiteResult:
@@ -97,12 +118,18 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=s.next - base)])
         return res
+    if mn in _RECOMPUTE and (why := _stale_flags(insns, k, base, func.end)):
+        res.reason = f"{why} ({func.name}+{s.address - base:#x})"
+        return res
+    if s.mem is not None and s.writes_reg is None and mn in ("add", "sub"):
+        return _memory_rmw(res, common, insns, k, v0)
     if s.writes_reg is None or (mn not in ("mov", "movabs") and mn not in _RECOMPUTE):
         res.reason = f"immediate in '{mn} {s.op_str}' at {func.name}+{s.address - base:#x}"
         return res
-    if mn in ("lea", "imul") and not _same_input(s):
-        res.reason = (f"'{mn} {s.op_str}' at {func.name}+{s.address - base:#x}: the input is "
-                      "not the location register, save-recompute cannot restore it")
+    try:
+        save_input = _save_input(s) if mn in ("lea", "imul") else None
+    except ValueError as e:
+        res.reason = f"{e} ({func.name}+{s.address - base:#x})"
         return res
     try:
         flow = symstep.step_after(code, base, s.next, s.writes_reg, func.end)
@@ -129,12 +156,44 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         spans = [SafeSpan(function=func.name, start=s.address - base, end=end - base)]
     recompute = mn not in ("mov", "movabs")
     if mn == "sub":
-        common["expr"] = f"-({cand.expr})"
-        common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, cand.width)
+        _negate(common, v0, cand.width)
     res.site = Site(**common, cs_end=reader_at - base, probe_offset=probes[0], probe_offsets=probes,
                     location=s.writes_reg,
                     synthesis="save-recompute" if recompute else "register",
                     save_offset=s.address - base if recompute else None,
                     recompute_op=_RECOMPUTE[mn] if recompute else None,  # type: ignore[arg-type]
-                    safe_spans=spans)
+                    save_input=save_input, safe_spans=spans)
+    return res
+
+
+def _negate(common: dict[str, Any], v0: int, width: str) -> None:
+    """``sub $IV`` is ``add $-IV``: the recompute adds."""
+    common["expr"] = f"-({common['expr']})"
+    common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, width)
+
+
+def _memory_rmw(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn], k: int,
+                v0: int) -> SiteResult:
+    """``add/sub $IV, DISP(%base)``: save the cell before, rewrite it as saved + f(V) after.
+
+    The probe sits on the next instruction, where the base register still names the cell
+    (the instruction writes only memory and flags), so the module's memory slot holds.
+    """
+    s = insns[k]
+    func, base = res.candidate.function, res.candidate.function.start
+    assert s.mem is not None
+    base_reg, disp, size = s.mem
+    if base_reg in ("rip", "") or size not in (1, 2, 4, 8):
+        res.reason = (f"'{s.mnemonic} {s.op_str}' at {func.name}+{s.address - base:#x}: a global "
+                      "or indexed cell: tune the variable")
+        return res
+    if s.mnemonic == "sub":
+        _negate(common, v0, res.candidate.width)
+    res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
+                    probe_offsets=[s.next - base],
+                    location=MemoryLocation(base_reg=base_reg, disp=disp,
+                                            size=cast(Literal[1, 2, 4, 8], size)),
+                    synthesis="save-recompute", save_offset=s.address - base, recompute_op="add",
+                    safe_spans=[SafeSpan(function=func.name, start=s.address - base,
+                                         end=s.next - base)])
     return res

@@ -114,8 +114,7 @@ def _command(text: str) -> None:
 
 def slot_command(address: int, site: Site) -> str:
     """The registration line for a site probed at ``address``."""
-    if site.synthesis == "memory":
-        assert isinstance(site.location, MemoryLocation)
+    if isinstance(site.location, MemoryLocation):
         loc = site.location
         return f"add mem {address:x} {reg_index(loc.base_reg)} {loc.disp} {loc.size}"
     if site.synthesis == "flags":

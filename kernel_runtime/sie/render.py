@@ -97,15 +97,27 @@ def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
         defs["SIE_OPERAND_REG"] = str(reg_index(site.compare_operand))
         defs["SIE_BITS"] = str(_BITS[width])
     else:
-        if site.recompute_op is None or site.save_offset is None or not isinstance(site.location, str):
-            raise BadInputError(f"{where}: a save-recompute site needs a register location, "
-                                "save_offset and recompute_op")
-        if knob.default is None:
-            raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
-        defs["SIE_REG"] = str(reg_index(site.location))
-        defs["SIE_RECOMPUTE(s, iv)"] = f"((__u64)(s) {_RECOMPUTE[site.recompute_op]} (__u64)(iv))"
-        defs["SIE_EXPECTED_IV"] = f"{iv.evaluate(knob.default, width):#x}ULL"
+        defs.update(_save_recompute(knob, site, where, iv, width))
     return defs
+
+
+def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: str) -> dict[str, str]:
+    """A register (or a 3-operand source saved instead) or a memory cell, recomputed."""
+    if site.recompute_op is None or site.save_offset is None or site.location == "flags":
+        raise BadInputError(f"{where}: a save-recompute site needs a register or memory location, "
+                            "save_offset and recompute_op")
+    if knob.default is None:
+        raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
+    defs = {"SIE_RECOMPUTE(s, iv)": f"((__u64)(s) {_RECOMPUTE[site.recompute_op]} (__u64)(iv))",
+            "SIE_EXPECTED_IV": f"{iv.evaluate(knob.default, width):#x}ULL"}
+    if isinstance(site.location, MemoryLocation):
+        if site.save_input is not None:
+            raise BadInputError(f"{where}: a memory site saves its own cell, not {site.save_input}")
+        return defs | {"SIE_IN_MEMORY": "1", "SIE_BASE_REG": str(reg_index(site.location.base_reg)),
+                       "SIE_DISP": f"({site.location.disp})", "SIE_SIZE": str(site.location.size)}
+    return defs | {"SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
+                   "SIE_INPUT_REG": str(reg_index(site.save_input or site.location)),
+                   "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}
 
 
 def _with_defines(defs: dict[str, str], template: str) -> str:

@@ -143,15 +143,6 @@ def test_dry_run_prints_c_and_module_calls() -> None:
     assert bad.exit_code != 0 and "pow2" in str(bad.exception)
 
 
-@pytest.fixture(scope="module")
-def lab_headers() -> Path:
-    from analysis.debian_kernel import fetch, resolve_version
-
-    version = resolve_version()
-    vdir = fetch(("headers", "headers-common", "kbuild"), version=version)
-    return vdir / "root/usr/src" / f"linux-headers-{version.release}"
-
-
 def test_every_template_compiles_and_is_cached(lab_headers: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     btf = lab_headers / "vmlinux"

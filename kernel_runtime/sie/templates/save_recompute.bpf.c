@@ -1,27 +1,83 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Synthesis "save-recompute": an irreversible operation (shift, mask, multiply) combines
- * a register with IV, so the result cannot be undone. One probe before the operation
- * saves its input; one after recomputes input OP f(V) into the register.
- * Renderer defines: SIE_REG (pt_regs word index), SIE_RECOMPUTE(s, iv).
+ * Synthesis "save-recompute": an operation combines an input with IV (add, shift, mask,
+ * multiply; a 3-operand lea or imul; a read-modify-write of memory), so the result cannot be
+ * rewritten from itself. One probe on the operation saves its input for the current task;
+ * one on the next instruction checks the result is input OP f(V0) and writes input OP f(V).
+ * The saved input is consumed by that check: a hit that did not pass the operation (another
+ * path into the next instruction) leaves the location alone.
+ * Renderer defines: SIE_RECOMPUTE(s, iv), SIE_EXPECTED_IV and SIE_IN_MEMORY, then either
+ * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, SIE_INPUT_REG
+ * (the register saved: the location itself or a 3-operand source) and SIE_MERGE (a sub-32-bit
+ * register keeps its upper bits).
  */
 #include "sie_common.bpf.h"
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
 	__type(value, __u64);
 } sie_saved SEC(".maps");
+
+/* The running task; every CPU's idle task is pid 0, so those are told apart by CPU. */
+static __always_inline __u64 sie_task_key(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	return tid ? tid : (1ULL << 32) | bpf_get_smp_processor_id();
+}
+
+#if SIE_IN_MEMORY
+static __always_inline __u64 sie_cell(struct pt_regs *ctx)
+{
+	return SIE_REGS_WORD(ctx, SIE_BASE_REG) + (__s64)(SIE_DISP);
+}
+
+/* The cell's value (0 when unreadable: the self-check then fails). */
+static __always_inline __u64 sie_location(struct pt_regs *ctx)
+{
+	__u64 value = 0;
+
+	bpf_probe_read_kernel(&value, SIE_SIZE, (const void *)sie_cell(ctx));
+	return value;
+}
+
+static __always_inline __u64 sie_input(struct pt_regs *ctx)
+{
+	return sie_location(ctx);
+}
+
+static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
+{
+	return sie_write_mem(ctx, sie_cell(ctx), SIE_SIZE, next);
+}
+#else
+static __always_inline __u64 sie_location(struct pt_regs *ctx)
+{
+	return SIE_REGS_WORD(ctx, SIE_REG);
+}
+
+static __always_inline __u64 sie_input(struct pt_regs *ctx)
+{
+	return SIE_REGS_WORD(ctx, SIE_INPUT_REG);
+}
+
+static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
+{
+	if (SIE_MERGE)
+		next |= cur & ~SIE_MASK;
+	return sie_write_reg(ctx, SIE_REG, next);
+}
+#endif
 
 SEC("kprobe")
 int sie_save(struct pt_regs *ctx)
 {
-	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&sie_saved, &zero);
+	__u64 task = sie_task_key();
+	__u64 input = sie_input(ctx);
 
-	if (slot)
-		*slot = SIE_REGS_WORD(ctx, SIE_REG);
+	bpf_map_update_elem(&sie_saved, &task, &input, BPF_ANY);
 	return 0;
 }
 
@@ -30,21 +86,24 @@ int sie_site(struct pt_regs *ctx)
 {
 	struct sie_count *cnt = sie_counter();
 	struct sie_ctl *ctl = sie_control();
-	__u32 zero = 0;
-	__u64 *saved = bpf_map_lookup_elem(&sie_saved, &zero);
-	__u64 cur;
+	__u64 task = sie_task_key();
+	__u64 *found = bpf_map_lookup_elem(&sie_saved, &task);
+	__u64 saved, cur, next;
 	__s64 v;
 
-	if (!cnt || !ctl || !saved)
+	if (!cnt || !ctl || !found)
 		return 0;
+	saved = *found;
+	bpf_map_delete_elem(&sie_saved, &task);
 	cnt->hits++;
-	cur = SIE_REGS_WORD(ctx, SIE_REG);
-	if ((cur & SIE_MASK) != ((__u64)SIE_RECOMPUTE(*saved, SIE_EXPECTED_IV) & SIE_MASK)) {
+	cur = sie_location(ctx);
+	if ((cur & SIE_MASK) != ((__u64)SIE_RECOMPUTE(saved, SIE_EXPECTED_IV) & SIE_MASK)) {
 		sie_mismatch(ctl, cnt);
 		return 0;
 	}
 	if (!sie_value(ctl, &v))
 		return 0;
-	sie_account(cnt, sie_write_reg(ctx, SIE_REG, (__u64)SIE_RECOMPUTE(*saved, (__u64)SIE_IV(v)) & SIE_MASK));
+	next = (__u64)SIE_RECOMPUTE(saved, (__u64)SIE_IV(v)) & SIE_MASK;
+	sie_account(cnt, sie_put(ctx, cur, next));
 	return 0;
 }

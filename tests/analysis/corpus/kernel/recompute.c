@@ -35,7 +35,7 @@ __attribute__((noinline)) int add_then_test(int x)
 /* lea -EXPIRE_AGE(%rdi), %rax: a subtraction into a new register (nfsd's RC_EXPIRE). */
 __attribute__((noinline)) long expired_before(long now, long *limit)
 {
-	*limit = now - EXPIRE_AGE;
+	limit[0] = now - EXPIRE_AGE;
 	return work((int)now);
 }
 

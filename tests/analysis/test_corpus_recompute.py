@@ -1,0 +1,67 @@
+"""Constants added into a value that keeps living (3-operand lea, memory add): known answers.
+
+The corpus file kernel/recompute.c is compiled with the kernel's code-generation flags with
+the rest of the corpus; each function's site (or refusal) is fixed by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis import analyze
+from analysis.kernel_files import KernelFiles
+from autotune.core import expr
+from autotune.core.catalog import Catalog, MemoryLocation
+
+CORPUS = Path(__file__).parent / "corpus"
+NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE"]
+
+
+@pytest.fixture(scope="module")
+def catalog(corpus_elf: Path, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    work = tmp_path_factory.mktemp("cache")
+    (work / "config").write_text("CONFIG_HZ=250\n")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUTOTUNE_CACHE_DIR", str(work))
+    try:
+        kernel = KernelFiles(corpus_elf, CORPUS, work / "config", None, "corpus", "")
+        return analyze.analyze(kernel, names=NAMES, oracle=False, jobs=1,
+                               tsv=work / "no-paper-list.tsv", force=True).catalog
+    finally:
+        mp.undo()
+
+
+def reason(catalog: Catalog, name: str) -> str:
+    return next(u.reason for u in catalog.unsupported if u.name == name)
+
+
+def test_three_operand_lea_saves_its_source(catalog: Catalog) -> None:
+    (s,) = catalog.knob("LEA_MIN_US").sites
+    assert (s.function, s.synthesis, s.recompute_op) == ("lea_three", "save-recompute", "add")
+    assert (s.location, s.save_input, s.width, s.expr) == ("edi", "rbx", "u32", "V")
+    assert s.save_offset == s.cs_start and s.probe_offset == s.cs_start + 6  # the call after
+
+
+def test_lea_subtracting_into_a_new_register(catalog: Catalog) -> None:
+    (s,) = catalog.knob("EXPIRE_AGE").sites
+    assert (s.function, s.location, s.save_input, s.width) == ("expired_before", "rax", "rdi", "u64")
+    assert expr.parse(s.expr).evaluate(30000, "u64") == s.expected_default == (-30000) % (1 << 64)
+
+
+def test_memory_read_modify_write(catalog: Catalog) -> None:
+    (s,) = catalog.knob("STAMP_STEP").sites
+    assert (s.function, s.synthesis, s.recompute_op, s.expr) == ("bump_stamp", "save-recompute", "add", "V")
+    assert s.location == MemoryLocation(base_reg="rdi", disp=0x18, size=8) and s.save_input is None
+    assert s.probe_offsets == [s.probe_offset] and s.probe_offset == s.cs_end
+    assert s.save_offset == s.cs_start < s.cs_end
+
+
+def test_add_whose_flags_are_read_is_refused(catalog: Catalog) -> None:
+    why = reason(catalog, "FLAG_ADD")
+    assert "'add edi, 0x309' sets flags that 'js" in why and "stale" in why
+
+
+def test_indexed_lea_is_refused(catalog: Catalog) -> None:
+    assert "indexed or rip-relative address is no single input register" in reason(catalog, "INDEXED_AGE")

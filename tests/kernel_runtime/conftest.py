@@ -1,0 +1,17 @@
+"""Fixtures shared by the kernel_runtime tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def lab_headers() -> Path:
+    """The lab kernel's headers tree (its vmlinux is BTF only), fetched once and cached."""
+    from analysis.debian_kernel import fetch, resolve_version
+
+    version = resolve_version()
+    vdir = fetch(("headers", "headers-common", "kbuild"), version=version)
+    return vdir / "root/usr/src" / f"linux-headers-{version.release}"

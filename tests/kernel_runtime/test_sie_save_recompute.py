@@ -1,0 +1,56 @@
+"""Save-recompute sites whose input is not their location: a 3-operand lea, a memory add.
+
+Rendering and compiling only (no kernel): the defines each shape needs, the module slot
+that lets its probe write, and objects that the verifier-facing compile accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autotune.core.catalog import Knob
+from kernel_runtime.sie import module, render
+
+
+def knob(default: int = 2000, **site: object) -> Knob:
+    base: dict[str, object] = {"function": "f", "cs_start": 0, "cs_end": 6, "probe_offset": 6,
+                               "save_offset": 0, "synthesis": "save-recompute", "recompute_op": "add",
+                               "location": "edi", "width": "u32", "expr": "V",
+                               "expected_default": 2000}
+    return Knob.model_validate({"name": "X", "subsystem": "t", "category": "interval",
+                                "default": default, "domain": {"min": 1, "max": 8000},
+                                "backend": "sie", "sites": [base | site]})
+
+
+LEA = knob(save_input="rbp")                                  # lea 0x7d0(%rbp), %edi
+STAMP = knob(default=2, location={"base_reg": "rbp", "disp": 0xED0, "size": 8}, width="u64",
+             expr="V*4000000", expected_default=8_000_000)   # add $0x7a1200, 0xed0(%rbp)
+SUB16 = knob(location="ax", width="u16", expr="-(V)", expected_default=(-2000) % (1 << 16))
+
+
+def test_lea_saves_its_source_and_writes_its_destination() -> None:
+    src = render.render_site(LEA, LEA.sites[0], 0).source
+    assert "#define SIE_IN_MEMORY 0\n" in src and "#define SIE_REG 14\n" in src
+    assert "#define SIE_INPUT_REG 4\n" in src and "#define SIE_MERGE 0\n" in src
+    assert "#define SIE_EXPECTED_IV 0x7d0ULL" in src
+    assert module.slot_command(0x20, LEA.sites[0]) == f"add reg 20 {1 << 14:x}"  # edi only
+
+
+def test_memory_add_rewrites_its_own_cell() -> None:
+    src = render.render_site(STAMP, STAMP.sites[0], 0).source
+    assert "#define SIE_IN_MEMORY 1\n" in src and "#define SIE_BASE_REG 4\n" in src
+    assert "#define SIE_DISP (3792)" in src and "#define SIE_SIZE 8\n" in src
+    assert "#define SIE_EXPECTED_IV 0x7a1200ULL" in src
+    assert module.slot_command(0x20, STAMP.sites[0]) == "add mem 20 4 3792 8"
+
+
+def test_sixteen_bit_register_keeps_its_upper_bits() -> None:
+    src = render.render_site(SUB16, SUB16.sites[0], 0).source
+    assert "#define SIE_MERGE 1\n" in src and "#define SIE_INPUT_REG 10\n" in src
+
+
+def test_shapes_compile(lab_headers: Path, tmp_path: Path) -> None:
+    for k in (LEA, STAMP, SUB16):
+        obj = render.compile_object(render.render_site(k, k.sites[0], 0), btf=lab_headers / "vmlinux",
+                                    cache=tmp_path)
+        assert obj.stat().st_size > 0
