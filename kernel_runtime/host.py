@@ -16,7 +16,7 @@ from kernel_runtime.controller import KnobController
 from kernel_runtime.journal import Journal, SessionKind
 from kernel_runtime.kernel_lock import KernelLock
 from kernel_runtime.paths import state_dir
-from kernel_runtime.processes import ProcessTable, free_loopback_port
+from kernel_runtime.processes import ProcessTable, free_loopback_port, loopback_port_open
 from kernel_runtime.sie import SieBackend
 from kernel_runtime.target import CommandResult, ProcessHandle, Target
 from kernel_runtime.tunables import DebugfsBackend, SysctlBackend, curated_knobs
@@ -82,6 +82,9 @@ class HostTarget(Target):
 
     def free_port(self) -> int:
         return free_loopback_port()
+
+    def port_open(self, port: int) -> bool:
+        return loopback_port_open(port)
 
     def spawn(self, argv: Sequence[str], *, cpus: Sequence[int] | None = None,
               cwd: str | None = None) -> ProcessHandle:

@@ -89,6 +89,15 @@ class ProcessTable:
             self.stop(pid)
 
 
+def loopback_port_open(port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``127.0.0.1:port`` right now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def free_loopback_port() -> int:
     """Ask the kernel for a free port; the tiny race with other binders is acceptable here."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -88,6 +88,14 @@ class Target(ABC):
         """A loopback TCP port free on the target right now."""
 
     @abstractmethod
+    def port_open(self, port: int) -> bool:
+        """Whether a server accepts connections on the target's loopback ``port`` yet.
+
+        A readiness probe that cannot hang: load generators pointed at a closed port may
+        retry forever (redis-benchmark does), so workloads ask this first.
+        """
+
+    @abstractmethod
     def spawn(self, argv: Sequence[str], *, cpus: Sequence[int] | None = None,
               cwd: str | None = None) -> ProcessHandle:
         """Start a long-running process (a server); the target stops it at ``close``."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import time
 from dataclasses import asdict, dataclass
 
@@ -140,7 +139,7 @@ class RedisWorkload(Workload):
         while time.monotonic() < deadline:
             if not target.alive(self._server):
                 raise MeasurementError("redis-server exited during start-up; see its log in the workdir")
-            if target.name != "host" or _pings(self._port):
+            if target.port_open(self._port):
                 res = target.run([self._bench, "-p", str(self._port), "-n", "1", "-t", "ping_inline",
                                   "--csv"], timeout=10)
                 if res.returncode == 0:
@@ -196,12 +195,3 @@ class RedisWorkload(Workload):
         if self._target is not None and self._server is not None:
             self._target.stop(self._server)
         self._server = None
-
-
-def _pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False

@@ -61,7 +61,8 @@ class Session:
             "which": lambda program: self.target.which(program),
             "make_workdir": lambda prefix: self.target.make_workdir(prefix),
             "write_file": lambda path, text: self.target.write_file(path, text),
-            "free_port": lambda: self.target.free_port(), "spawn": self.spawn, "run": self.run,
+            "free_port": lambda: self.target.free_port(),
+            "port_open": lambda port: self.target.port_open(port), "spawn": self.spawn, "run": self.run,
             "alive": self.alive, "cpu_seconds": self.cpu_seconds, "stop": self.stop,
         }
 

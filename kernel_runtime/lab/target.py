@@ -256,6 +256,10 @@ class LabTarget(Target):
         port: int = self._call("free_port")
         return port
 
+    def port_open(self, port: int) -> bool:
+        is_open: bool = self._call("port_open", port=port)
+        return is_open
+
     def spawn(self, argv: Sequence[str], *, cpus: Sequence[int] | None = None,
               cwd: str | None = None) -> ProcessHandle:
         ident: int = self._call("spawn", argv=list(argv), cpus=list(cpus) if cpus else None,

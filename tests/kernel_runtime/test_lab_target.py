@@ -68,6 +68,15 @@ def test_agent_round_trip(lab: LabTarget) -> None:
     assert not lab.alive(handle)
     failing = lab.run(["sh", "-c", "echo oops >&2; exit 3"], timeout=20)
     assert (failing.returncode, failing.stderr.strip()) == (3, "oops")
+    port = lab.free_port()
+    assert not lab.port_open(port)
+    server = lab.spawn(["python3.11", "-c", "import socket, time; "
+                        f"s = socket.create_server(('127.0.0.1', {port})); time.sleep(60)"])
+    deadline = time.monotonic() + 30
+    while not lab.port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab.port_open(port)
+    lab.stop(server, grace=2)
 
 
 def test_sysctl_knob_written_and_reverted(lab: LabTarget) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import psutil
 import pytest
 
@@ -35,6 +37,14 @@ def test_cpu_split_is_disjoint() -> None:
     assert split_cpus(1) == (None, None)
     server, bench = split_cpus(4)
     assert server == [0] and bench == [1, 2, 3]
+
+
+def test_host_port_probe_sees_a_listener() -> None:
+    with HostTarget() as host, socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert host.port_open(port)
+        listener.close()
+        assert not host.port_open(port)
 
 
 def test_bad_options_are_refused() -> None:
