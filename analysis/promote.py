@@ -42,11 +42,18 @@ def render(a: int, b: int) -> str:
     return head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}"
 
 
-def expression(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
-    """IV = f(V) through the three points: affine, or V>>s (+b) for a divided constant."""
+def expression(values: tuple[int, ...], imms: tuple[int, ...], shift: bool = False) -> str | None:
+    """IV = f(V) through the three points: affine, a*log2(V)+b for the count of a shift
+    (``shift``) at power-of-two values, or V>>s (+b) for a divided constant."""
     ab = fit(values, imms)
     if ab is not None:
         return render(*ab)
+    if shift and all(v > 0 and v & (v - 1) == 0 for v in values):
+        # before V>>s: at V0, 2V0, 4V0 a count growing by one per doubling also fits V>>s+b
+        # when V0 < 2^s, which is wrong at the next doubling
+        ab = fit(tuple(v.bit_length() - 1 for v in values), imms)
+        if ab is not None:
+            return render(*ab).replace("V", "log2(V)", 1)
     signed = [_signed(i) for i in imms]
     for shift in range(1, 7):
         b = signed[0] - (values[0] >> shift)
@@ -89,7 +96,7 @@ def _vm_instruction(change: Change, obj_insns: list[disasm.Insn], image: Image
 def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Image,
             values: tuple[int, ...], obj: str) -> sitebuild.SiteResult | None:
     """A verified site for ``change``, or None when it is not affine or not found in vmlinux."""
-    text = expression(values, change.imms)
+    text = expression(values, change.imms, change.mnemonic in ("shl", "sal", "shr", "sar"))
     if text is None or change.function not in obj_funcs or change.stack_frame:
         return None
     found = _vm_instruction(change, obj_funcs[change.function], image)
