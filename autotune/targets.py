@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from autotune.core.errors import BadInputError
 from kernel_runtime.features import probe_features
+from kernel_runtime.sie.knobset import DEFAULT_CHOICE, UNVERIFIED_FLAG, CatalogChoice
 from kernel_runtime.target import Target
 
 TARGET_NAMES = ("auto", "host", "lab")
@@ -35,14 +36,35 @@ def _stderr(message: str) -> None:
 
 
 def open_target(name: str, *, say: Callable[[str], None] = _stderr,
-                progress: Callable[[str], None] = lambda _: None) -> Target:
-    """Open the target ``name`` ("host", "lab" or "auto"); the caller must ``close`` it."""
+                progress: Callable[[str], None] = lambda _: None,
+                catalog: CatalogChoice = DEFAULT_CHOICE) -> Target:
+    """Open the target ``name`` ("host", "lab" or "auto"); the caller must ``close`` it.
+
+    ``catalog`` picks the SIE analysis catalog (default: the cached oracle catalog of the
+    target's build-id); one made for another build is refused before anything is written.
+    """
     chosen, why = choose_target(name)
     say(f"target: {chosen} ({why})")
+    if catalog.allow_unverified:
+        say(f"WARNING: {UNVERIFIED_FLAG}: SIE sites the oracle did not verify may be loaded")
     if chosen == "host":
         from kernel_runtime.host import HostTarget
 
-        return HostTarget()
-    from kernel_runtime.lab.target import LabTarget
+        target: Target = HostTarget(catalog=catalog)
+    else:
+        from kernel_runtime.lab.target import LabTarget
 
-    return LabTarget(progress=progress)
+        target = LabTarget(progress=progress, catalog=catalog)
+    say(describe_catalogs(target))
+    return target
+
+
+def describe_catalogs(target: Target) -> str:
+    """One line naming the SIE catalogs in use, for the start of a run."""
+    found = getattr(target, "knob_set", None)
+    if found is None:
+        return "SIE catalogs: none"
+    parts = [f"hand ({len(found.hand_knobs())} knobs)"] if found.hand else []
+    if found.analysis_path is not None:
+        parts.append(f"{found.analysis_origin} {found.analysis_path} ({len(found.extras())} more knobs)")
+    return "SIE catalogs: " + (", ".join(parts) or "none") + "".join(f"; {n}" for n in found.notes)

@@ -18,6 +18,7 @@ from kernel_runtime.kernel_lock import KernelLock
 from kernel_runtime.paths import state_dir
 from kernel_runtime.processes import ProcessTable, free_loopback_port, loopback_port_open
 from kernel_runtime.sie import SieBackend
+from kernel_runtime.sie.knobset import DEFAULT_CHOICE, CatalogChoice, KnobSet, load_knob_set
 from kernel_runtime.target import CommandResult, ProcessHandle, Target
 from kernel_runtime.tunables import DebugfsBackend, SysctlBackend, curated_knobs
 
@@ -28,14 +29,15 @@ def default_journal() -> Journal:
     return Journal(state_dir() / "journal.jsonl")
 
 
-def local_controller(kind: SessionKind = "transient") -> KnobController:
+def local_controller(kind: SessionKind = "transient", knobs: KnobSet | None = None,
+                     *, allow_unverified: bool = False) -> KnobController:
     """A controller over this machine's backends and its on-disk journal.
 
-    The SIE backend joins only when the running kernel can do SIE and has a catalog;
-    otherwise it is left out and the reason logged (its knobs then report it as unusable).
+    The SIE backend joins only when the running kernel can do SIE; otherwise it is left out
+    and the reason logged (its knobs then report it as unusable).
     """
     backends: dict[str, Backend] = {"sysctl": SysctlBackend(), "debugfs": DebugfsBackend()}
-    sie = SieBackend.for_running_kernel()
+    sie = SieBackend.for_running_kernel(knobs, allow_unverified=allow_unverified)
     if isinstance(sie, str):
         log.info("SIE backend left out: %s", sie)
     else:
@@ -49,18 +51,21 @@ class HostTarget(Target):
 
     name = "host"
 
-    def __init__(self, *, session_kind: SessionKind = "transient") -> None:
-        self._control = local_controller(session_kind)
+    def __init__(self, *, session_kind: SessionKind = "transient",
+                 catalog: CatalogChoice = DEFAULT_CHOICE) -> None:
+        self._kernel = running_kernel()
+        self.knob_set = load_knob_set(self._kernel, catalog)  # refuses a --catalog of another build
+        self._control = local_controller(session_kind, self.knob_set,
+                                         allow_unverified=catalog.allow_unverified)
         self._procs = ProcessTable()
         self._dirs: list[str] = []
-        self._kernel = running_kernel()
 
     def kernel(self) -> KernelInfo:
         return self._kernel
 
     def knobs(self) -> list[Knob]:
         sie = self._control.backends.get("sie")
-        return curated_knobs() + (sie.catalog.knobs if isinstance(sie, SieBackend) else [])
+        return curated_knobs() + (self.knob_set.knobs() if isinstance(sie, SieBackend) else [])
 
     @property
     def control(self) -> KnobController:

@@ -56,6 +56,8 @@ class StudyDefinition(_Strict):
     storage: str | None = None
     ray_address: str | None = None
     seed: int | None = None
+    catalog: str | None = None  # SIE analysis catalog; default: the target build's cached one
+    allow_unverified_sites: bool = False
     schedule: Schedule = Field(default_factory=Schedule)
     budget: Budget = Field(default_factory=Budget)
     drift: Drift = Field(default_factory=Drift)
@@ -70,7 +72,8 @@ class StudyDefinition(_Strict):
                            max_regression=b.max_regression, preflight_runs=b.preflight_runs,
                            top_k=b.top_k, validate_blocks=b.validate_blocks,
                            knobs=tuple(self.knobs), seed=self.seed, workers=b.workers,
-                           ray_address=self.ray_address)
+                           ray_address=self.ray_address, catalog=self.catalog,
+                           allow_unverified_sites=self.allow_unverified_sites)
 
 
 def load_definition(path: Path) -> StudyDefinition:

@@ -1,5 +1,8 @@
 """``autotune knob``: list, load, set, reset, unload and inspect single knobs on this kernel.
 
+SIE knobs come from the package's hand catalog merged with an analysis catalog (the cached
+oracle catalog of this build, or ``--catalog PATH``); ``knob list`` names each one's source.
+
 Writes go through the journaled controller as a ``policy`` session, so a value set here
 stays until ``knob reset`` or ``autotune revert``. SIE needs a kernel with kprobes and
 modules; elsewhere ``--dry-run`` still shows what would be loaded.
@@ -17,9 +20,11 @@ from rich.table import Table
 
 from autotune.core.catalog import Knob
 from autotune.core.errors import BadInputError, EnvironmentProblem
+from kernel_runtime.sie.knobset import UNVERIFIED_FLAG
 
 if TYPE_CHECKING:
     from kernel_runtime.sie import SieBackend
+    from kernel_runtime.sie.knobset import KnobSet
     from kernel_runtime.sie.runtime import Mode
 
 console = Console()
@@ -27,6 +32,8 @@ console = Console()
 EPILOG = """\b
 Examples:
   autotune knob list
+  autotune knob list --catalog ~/.cache/autotune/catalogs/BUILD_ID.oracle.json
+  autotune knob set IORING_MAX_ENTRIES 4096          # an oracle-verified analysis knob
   autotune knob load PIPE_DEF_BUFFERS --mode per-task
   autotune knob set PIPE_DEF_BUFFERS 64
   autotune knob set TCP_INIT_CWND 32 --cgroup /sys/fs/cgroup/web
@@ -38,28 +45,49 @@ Examples:
 """
 
 
-def _catalog_knobs(release: str | None) -> dict[str, Knob]:
+def _knob_set(release: str | None, catalog: str | None, allow_unverified: bool) -> KnobSet:
+    """The SIE knobs of this kernel (or of ``release``'s hand catalog build, for --dry-run)."""
+    from autotune.core.kernel import KernelInfo, running_kernel
     from kernel_runtime.sie.artifacts import catalog_for
+    from kernel_runtime.sie.knobset import CatalogChoice, load_knob_set
+
+    if allow_unverified:
+        console.print(f"[bold red]WARNING[/]: {UNVERIFIED_FLAG}: sites the oracle did not verify "
+                      "may be loaded", highlight=False)
+    kernel = running_kernel()
+    if release is not None and release != kernel.release:
+        hand = catalog_for(release)
+        kernel = hand.kernel if hand else KernelInfo(release=release, build_id="unknown",
+                                                     arch=platform.machine())
+    return load_knob_set(kernel, CatalogChoice(catalog, allow_unverified))
+
+
+def _catalog_knobs(found: KnobSet) -> dict[str, Knob]:
     from kernel_runtime.tunables import curated_knobs
 
-    knobs = {k.name: k for k in curated_knobs()}
-    catalog = catalog_for(release or platform.release())
-    if catalog is not None:
-        knobs.update({k.name: k for k in catalog.knobs})
-    return knobs
+    return {k.name: k for k in curated_knobs() + found.knobs()}
 
 
-def _knob(name: str, release: str | None) -> Knob:
-    knobs = _catalog_knobs(release)
+def _knob(name: str, found: KnobSet, allow_unverified: bool = False) -> Knob:
+    """The named knob; an analysis knob with unverified sites is refused here, before any
+    plan is printed or any probe attached."""
+    from kernel_runtime.sie.knobset import HAND, unverified_reason
+
+    knobs = _catalog_knobs(found)
     if name not in knobs:
         raise BadInputError(f"unknown knob {name!r}; 'autotune knob list' shows the known ones")
-    return knobs[name]
+    k = knobs[name]
+    if k.backend == "sie" and found.origin(name) != HAND and not allow_unverified:
+        why = unverified_reason(k)
+        if why:
+            raise BadInputError(f"knob {name!r} from {found.analysis_path}: {why}")
+    return k
 
 
-def _sie_backend(mode: Mode = "immediate") -> SieBackend:
+def _sie_backend(found: KnobSet, allow_unverified: bool, mode: Mode = "immediate") -> SieBackend:
     from kernel_runtime.sie import SieBackend
 
-    backend = SieBackend.for_running_kernel()
+    backend = SieBackend.for_running_kernel(found, allow_unverified=allow_unverified)
     if isinstance(backend, str):
         raise EnvironmentProblem(f"SIE unavailable here: {backend}; tune SIE knobs in the lab "
                                  "('autotune run --target lab') or inspect with --dry-run")
@@ -86,6 +114,16 @@ dry_run_option = click.option("--dry-run", is_flag=True,
                               help="Print the BPF C and the module calls; change nothing.")
 
 
+def catalog_options(fn: Any) -> Any:
+    """--catalog PATH and the loudly named override of the oracle rule."""
+    fn = click.option(UNVERIFIED_FLAG, "allow_unverified", is_flag=True,
+                      help="UNSAFE: also load analysis sites the oracle did not verify.")(fn)
+    return click.option("--catalog", type=click.Path(dir_okay=False), default=None,
+                        help="SIE analysis catalog (default: the cached 'autotune analyze "
+                             "--oracle' catalog of this kernel's build-id, if any).")(fn)
+
+
+
 @click.group(epilog=EPILOG)
 def knob() -> None:
     """Single knobs on this kernel: SIE perf-consts and curated sysctl/debugfs tunables."""
@@ -93,23 +131,43 @@ def knob() -> None:
 
 @knob.command("list", epilog=EPILOG)
 @release_option
-def list_(release: str | None) -> None:
-    """Every known knob, its default and domain, and whether it works here."""
+@catalog_options
+def list_(release: str | None, catalog: str | None, allow_unverified: bool) -> None:
+    """Every known knob, the catalog it came from, its default and domain, whether it works here."""
     from kernel_runtime.host import local_controller
     from kernel_runtime.sie import SieBackend
+    from kernel_runtime.sie.knobset import HAND, unverified_reason
 
-    knobs = list(_catalog_knobs(release).values())
-    controller = local_controller()
+    found = _knob_set(release, catalog, allow_unverified)
+    knobs = list(_catalog_knobs(found).values())
+    controller = local_controller(knobs=found, allow_unverified=allow_unverified)
     ok, left = controller.usable(knobs)
     reasons = dict(left)
-    if "sie" not in controller.backends:
-        why = SieBackend.for_running_kernel()
-        reasons.update({k.name: f"no SIE here: {why}" for k in knobs if k.backend == "sie"})
-    table = Table("knob", "backend", "default", "domain", "usable here")
+    sie = controller.backends.get("sie")
+    for k in knobs:
+        if k.backend != "sie":
+            continue
+        refused = None if allow_unverified or found.origin(k.name) == HAND else unverified_reason(k)
+        if refused:
+            reasons[k.name] = refused
+        elif not isinstance(sie, SieBackend):
+            reasons[k.name] = f"no SIE here: {SieBackend.for_running_kernel(found)}"
+        elif k.name not in reasons and (note := sie.skipped_note(k)):
+            reasons[k.name] = f"yes ({note})"
+    table = Table("knob", "backend", "catalog", "default", "domain", "usable here")
     for k in knobs:
         dom = f"[{k.domain.min}, {k.domain.max}]" + "".join(f" {c.describe()}" for c in k.domain.constraints)
-        table.add_row(k.name, k.backend, str(k.default), dom, reasons.get(k.name, "yes"))
+        origin = found.origin(k.name) if k.backend == "sie" else "curated"
+        table.add_row(k.name, k.backend, origin, str(k.default), dom, reasons.get(k.name, "yes"))
     console.print(table)
+    if found.hand is not None:
+        console.print(f"hand: the package's lab-tested catalog for {found.kernel.release}")
+    if found.analysis_path is not None:
+        console.print(f"{found.analysis_origin}: {found.analysis_path}")
+    if found.shadowed():
+        console.print(f"analysis knobs shadowed by the hand catalog: {', '.join(found.shadowed())}")
+    for note in found.notes:
+        console.print(note)
 
 
 @knob.command(epilog=EPILOG)
@@ -117,10 +175,13 @@ def list_(release: str | None) -> None:
 @click.option("--mode", type=click.Choice(["immediate", "per-task"]), default="immediate",
               help="When a new value reaches a task (per-task: on entering a safe span).")
 @release_option
+@catalog_options
 @dry_run_option
-def load(name: str, mode: str, release: str | None, dry_run: bool) -> None:
+def load(name: str, mode: str, release: str | None, catalog: str | None, allow_unverified: bool,
+         dry_run: bool) -> None:
     """Attach a knob's probes; the kernel's own value applies until 'knob set'."""
-    k = _knob(name, release)
+    found = _knob_set(release, catalog, allow_unverified)
+    k = _knob(name, found, allow_unverified)
     if k.backend != "sie":
         raise BadInputError(f"knob {name!r} is a {k.backend} tunable: nothing to load, use 'knob set'")
     if dry_run:
@@ -128,8 +189,11 @@ def load(name: str, mode: str, release: str | None, dry_run: bool) -> None:
 
         click.echo(load_plan(k, cast("Mode", mode)))
         return
-    _sie_backend(cast("Mode", mode)).load(k)
-    console.print(f"{name}: loaded ({mode}); the kernel's own value applies until 'knob set'")
+    backend = _sie_backend(found, allow_unverified, cast("Mode", mode))
+    backend.load(k)
+    note = backend.skipped_note(k)
+    console.print(f"{name}: loaded ({mode}{'; ' + note if note else ''}); "
+                  "the kernel's own value applies until 'knob set'")
 
 
 @knob.command("set", epilog=EPILOG)
@@ -138,11 +202,13 @@ def load(name: str, mode: str, release: str | None, dry_run: bool) -> None:
 @click.option("--cgroup", default=None, help="Only tasks in this cgroup v2 directory.")
 @click.option("--pid", type=int, default=None, help="Only this process.")
 @release_option
+@catalog_options
 @dry_run_option
 def set_(name: str, value: int, cgroup: str | None, pid: int | None, release: str | None,
-         dry_run: bool) -> None:
+         catalog: str | None, allow_unverified: bool, dry_run: bool) -> None:
     """Make VALUE live (domain-checked, journaled; kept until reset or 'autotune revert')."""
-    k = _knob(name, release)
+    found = _knob_set(release, catalog, allow_unverified)
+    k = _knob(name, found, allow_unverified)
     k.domain.check(name, value)
     scope = _scope(cgroup, pid)
     if dry_run:
@@ -155,7 +221,7 @@ def set_(name: str, value: int, cgroup: str | None, pid: int | None, release: st
         return
     from kernel_runtime.host import local_controller
 
-    local_controller("policy").apply({name: value}, {name: k}, scope)
+    local_controller("policy", found, allow_unverified=allow_unverified).apply({name: value}, {name: k}, scope)
     console.print(f"{name} = {value} for {scope}")
 
 
@@ -164,39 +230,49 @@ def set_(name: str, value: int, cgroup: str | None, pid: int | None, release: st
 @click.option("--cgroup", default=None, help="Only the value of this cgroup.")
 @click.option("--pid", type=int, default=None, help="Only the value of this process.")
 @release_option
-def reset(name: str, cgroup: str | None, pid: int | None, release: str | None) -> None:
+@catalog_options
+def reset(name: str, cgroup: str | None, pid: int | None, release: str | None,
+          catalog: str | None, allow_unverified: bool) -> None:
     """Back to the kernel's own value for a scope (the probes stay loaded)."""
-    k = _knob(name, release)
+    found = _knob_set(release, catalog, allow_unverified)
+    k = _knob(name, found, allow_unverified=True)  # resetting never loads anything new
     if k.backend != "sie":
         raise BadInputError(f"{name!r} is a {k.backend} tunable: 'autotune revert' restores it")
-    _sie_backend().restore(k, None, _scope(cgroup, pid))
+    _sie_backend(found, allow_unverified).restore(k, None, _scope(cgroup, pid))
     console.print(f"{name}: kernel's own value for {_scope(cgroup, pid)}")
 
 
 @knob.command(epilog=EPILOG)
 @click.argument("name", required=False)
 @release_option
-def unload(name: str | None, release: str | None) -> None:
+@catalog_options
+def unload(name: str | None, release: str | None, catalog: str | None,
+           allow_unverified: bool) -> None:
     """Detach one knob (or every loaded SIE knob): the kernel's constants apply again."""
-    backend = _sie_backend()
+    found = _knob_set(release, catalog, allow_unverified)
+    backend = _sie_backend(found, allow_unverified)
     from kernel_runtime.sie.runtime import is_loaded
 
-    targets = [_knob(name, release)] if name else [k for k in backend.catalog.knobs if is_loaded(k.name)]
+    targets = [_knob(name, found, allow_unverified=True)] if name else \
+        [k for k in backend.known() if is_loaded(k.name)]
     for k in targets:
         backend.unload_knob(k)
         console.print(f"{k.name}: unloaded")
 
 
 @knob.command(epilog=EPILOG)
-def status() -> None:
+@catalog_options
+def status(catalog: str | None, allow_unverified: bool) -> None:
     """Loaded SIE knobs: value, epoch, per-site hits/applied/mismatches, jump optimization."""
     from kernel_runtime.sie import module
 
-    backend = _sie_backend()
-    table = Table("knob", "global value", "counters", "alert")
+    found = _knob_set(None, catalog, allow_unverified)
+    backend = _sie_backend(found, allow_unverified)
+    table = Table("knob", "catalog", "global value", "counters", "alert")
     for state in backend.status():
         counters = " ".join(f"{k}={v}" for k, v in state.counters.items())
-        table.add_row(state.name, str(state.value), counters, state.alert or "")
+        table.add_row(state.name, found.origin(state.name), str(state.value), counters,
+                      state.alert or "")
     console.print(table)
     if module.loaded():
         console.print(f"{module.NAME}: {module.counter('written')} writes, "

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from autotune.cli.knob_cmd import catalog_options
+
 EXPORT_EPILOG = """\b
 Examples:
   autotune policy export redis-host -o redis.toml
@@ -15,6 +17,7 @@ APPLY_EPILOG = """\b
 Examples:
   autotune apply redis.toml --dry-run   # show the writes, change nothing
   autotune apply redis.toml
+  autotune apply redis.toml --catalog mycatalog.json   # its SIE knobs from another catalog
 """
 REVERT_EPILOG = """\b
 Examples:
@@ -47,12 +50,15 @@ def export(study: str, output: Path, storage: str | None) -> None:
 @click.command(epilog=APPLY_EPILOG)
 @click.argument("policy_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the planned writes and change nothing.")
-def apply(policy_file: Path, dry_run: bool) -> None:
+@catalog_options
+def apply(policy_file: Path, dry_run: bool, catalog: str | None, allow_unverified: bool) -> None:
     """Enact POLICY_FILE on this machine's kernel (journaled; undo with 'autotune revert')."""
     from autotune.policy.apply import apply_policy
     from autotune.policy.schema import load_policy
+    from kernel_runtime.sie.knobset import CatalogChoice
 
-    writes = apply_policy(load_policy(policy_file), dry_run=dry_run)
+    writes = apply_policy(load_policy(policy_file), dry_run=dry_run,
+                          catalog=CatalogChoice(catalog, allow_unverified))
     verb = "would write" if dry_run else "applied"
     if not writes:
         click.echo("policy keeps every knob at its default: nothing to write")
@@ -61,9 +67,11 @@ def apply(policy_file: Path, dry_run: bool) -> None:
 
 
 @click.command(epilog=REVERT_EPILOG)
-def revert() -> None:
+@catalog_options
+def revert(catalog: str | None, allow_unverified: bool) -> None:
     """Restore every value changed by applied policies or by runs that died."""
     from autotune.policy.apply import revert_all
+    from kernel_runtime.sie.knobset import CatalogChoice
 
-    restored = revert_all()
+    restored = revert_all(CatalogChoice(catalog, allow_unverified))
     click.echo(f"restored {len(restored)} knob(s)" + (f": {', '.join(restored)}" if restored else ""))

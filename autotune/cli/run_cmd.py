@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from autotune.cli.knob_cmd import catalog_options
 from autotune.cli.options import interrupt_on_sigterm, parse_kv
 
 EPILOG = """\b
@@ -12,6 +13,8 @@ Examples:
   autotune run --workload redis --target host --trials 20 --repeats 4
   autotune run --workload redis --objective both -o clients=100 -o pipeline=8
   autotune run --workload redis --knob net.core.busy_read --knob net.core.busy_poll
+  autotune run --workload redis --target lab --knob TCP_MAX_QUICKACKS --knob BUSY_POLL_BUDGET
+  autotune run --workload redis --catalog mycatalog.json   # another analysis catalog
   autotune run --workload redis --study nightly-redis --storage postgresql://u:p@db/autotune
   autotune run --workload redis --target lab --workers 2      # two lab VMs, two trials at once
   autotune run --workload redis --ray-address ray-head:6379 --workers 8
@@ -49,12 +52,14 @@ Examples:
               help="Trials at once, one isolated kernel each (Ray; with a lab: N private VMs).")
 @click.option("--ray-address", default=None,
               help="Join this Ray cluster; its nodes offer the 'autotune_kernel' resource.")
+@catalog_options
 def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout: float | None,
         objective: str, repeats: int | None, max_repeats: int, duration: float,
         min_effect: float | None, max_regression: float,
         preflight_runs: int, top_k: int, validate_blocks: int,
         knob_names: tuple[str, ...], study_name: str | None, storage: str | None,
-        seed: int | None, workers: int, ray_address: str | None) -> None:
+        seed: int | None, workers: int, ray_address: str | None, catalog: str | None,
+        allow_unverified: bool) -> None:
     """Tune kernel knobs for WORKLOAD with Bayesian optimization and an honest protocol.
 
     Every trial runs interleaved baseline/candidate pairs; the top candidates are
@@ -70,5 +75,6 @@ def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout
                          min_effect=min_effect, max_regression=max_regression, knobs=knob_names,
                          seed=seed, preflight_runs=preflight_runs, top_k=top_k,
                          validate_blocks=validate_blocks, workers=workers,
-                         ray_address=ray_address)
+                         ray_address=ray_address, catalog=catalog,
+                         allow_unverified_sites=allow_unverified)
     run_study(config)

@@ -18,6 +18,7 @@ from autotune.executors.local import LocalExecutor
 from autotune.study.config import StudyConfig
 from autotune.study.worker import TrialWorker
 from autotune.targets import choose_target, open_target
+from kernel_runtime.sie.knobset import CatalogChoice
 from kernel_runtime.target import Target
 from workloads import make_workload
 
@@ -33,12 +34,18 @@ class WorkerSpec:
     workload_options: dict[str, Any] = field(default_factory=dict)
     knob_names: tuple[str, ...] = ()
     duration: float = 4.0
+    catalog: str | None = None
+    allow_unverified_sites: bool = False
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> WorkerSpec:
         return cls(target=config.target, workload=config.workload,
                    workload_options=dict(config.workload_options),
-                   knob_names=tuple(config.knobs), duration=config.duration)
+                   knob_names=tuple(config.knobs), duration=config.duration,
+                   catalog=config.catalog, allow_unverified_sites=config.allow_unverified_sites)
+
+    def catalog_choice(self) -> CatalogChoice:
+        return CatalogChoice(self.catalog, self.allow_unverified_sites)
 
 
 def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], list[tuple[str, str]]]:
@@ -95,7 +102,7 @@ def build_executor(config: StudyConfig, say: Say) -> tuple[Executor, list[Knob],
         knobs, left_out = ray_executor.open()
         return ray_executor, knobs, left_out
     chosen, _ = choose_target(spec.target)
-    opened = open_worker(spec, open_target(chosen, say=say))
+    opened = open_worker(spec, open_target(chosen, say=say, catalog=spec.catalog_choice()))
     if opened.restored:
         say(f"restored {len(opened.restored)} knob(s) a previous run left changed: "
             f"{', '.join(opened.restored)}")

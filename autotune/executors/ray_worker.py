@@ -15,10 +15,11 @@ from autotune.executors.base import Job, JobResult
 from autotune.executors.factory import OpenedWorker, WorkerSpec, open_worker
 from autotune.executors.local import execute
 from autotune.targets import choose_target, open_target
+from kernel_runtime.sie.knobset import CatalogChoice
 from kernel_runtime.target import Target
 
 
-def open_isolated_target(kind: str) -> Target:
+def open_isolated_target(kind: str, catalog: CatalogChoice) -> Target:
     """A target no other worker shares: a lab is always a private VM (never the default lab
     that ``autotune lab start`` runs, which every process on this machine would attach to)."""
     chosen, _ = choose_target(kind)
@@ -26,8 +27,8 @@ def open_isolated_target(kind: str) -> Target:
         from kernel_runtime.lab.target import LabTarget
         from kernel_runtime.lab.vm import Lab
 
-        return LabTarget(lab=Lab.private())
-    return open_target(chosen, say=lambda _: None)
+        return LabTarget(lab=Lab.private(), catalog=catalog)
+    return open_target(chosen, say=lambda _: None, catalog=catalog)
 
 
 class KernelWorker:
@@ -41,7 +42,7 @@ class KernelWorker:
         self._opened: OpenedWorker | None = None
         self._error: BaseException | None = None
         try:
-            self._opened = open_worker(spec, open_isolated_target(spec.target))
+            self._opened = open_worker(spec, open_isolated_target(spec.target, spec.catalog_choice()))
         except Exception as e:  # kept for facts(); the actor must stay up to report it
             self._error = e
 

@@ -13,6 +13,7 @@ from autotune.core.catalog import Knob
 from autotune.core.errors import BadInputError, EnvironmentProblem, KernelMismatchError
 from autotune.policy.schema import Policy
 from kernel_runtime.host import HostTarget
+from kernel_runtime.sie.knobset import DEFAULT_CHOICE, CatalogChoice
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,10 @@ def plan(policy: Policy, target: HostTarget) -> list[PlannedWrite]:
     return writes
 
 
-def apply_policy(policy: Policy, *, dry_run: bool = False) -> list[PlannedWrite]:
+def apply_policy(policy: Policy, *, dry_run: bool = False,
+                 catalog: CatalogChoice = DEFAULT_CHOICE) -> list[PlannedWrite]:
     """Replace any applied policy by this one; with dry_run only plan."""
-    target = HostTarget(session_kind="policy")
+    target = HostTarget(session_kind="policy", catalog=catalog)
     writes = plan(policy, target)
     if dry_run:
         return writes
@@ -67,6 +69,9 @@ def apply_policy(policy: Policy, *, dry_run: bool = False) -> list[PlannedWrite]
     return writes
 
 
-def revert_all() -> list[str]:
-    """Undo applied policies and writes left by dead runs; returns restored knob names."""
-    return HostTarget(session_kind="policy").control.recover(include_policies=True)
+def revert_all(catalog: CatalogChoice = DEFAULT_CHOICE) -> list[str]:
+    """Undo applied policies and writes left by dead runs; returns restored knob names.
+
+    The journal carries each knob's full spec, so restoring needs no catalog lookup; the
+    catalog only decides which SIE backend opens (and a foreign one is refused)."""
+    return HostTarget(session_kind="policy", catalog=catalog).control.recover(include_policies=True)

@@ -38,6 +38,8 @@ class StudyConfig:
     seed: int | None = None
     workers: int = 1
     ray_address: str | None = None
+    catalog: str | None = None  # SIE analysis catalog (default: the target build's cached one)
+    allow_unverified_sites: bool = False
 
     def validate(self) -> None:
         checks = [

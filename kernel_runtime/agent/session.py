@@ -7,6 +7,7 @@ controller harmless: when nobody renews it, the session's knobs go back to what 
 
 from __future__ import annotations
 
+import base64
 import inspect
 import threading
 import time
@@ -21,6 +22,7 @@ from autotune.core.errors import BadInputError, LeaseLapsed
 from kernel_runtime.backend import Scope
 from kernel_runtime.features import probe_features
 from kernel_runtime.host import HostTarget
+from kernel_runtime.sie import SieBackend, artifacts
 from kernel_runtime.target import ProcessHandle
 
 DEFAULT_LEASE = 5.0
@@ -64,6 +66,8 @@ class Session:
             "free_port": lambda: self.target.free_port(),
             "port_open": lambda port: self.target.port_open(port), "spawn": self.spawn, "run": self.run,
             "alive": self.alive, "cpu_seconds": self.cpu_seconds, "stop": self.stop,
+            "sie_options": self.sie_options, "sie_missing": self.sie_missing,
+            "sie_store": self.sie_store,
         }
 
     @property
@@ -136,6 +140,28 @@ class Session:
 
     def status(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.target.control.status()]
+
+    def _sie(self) -> SieBackend | None:
+        backend = self.target.control.backends.get("sie")
+        return backend if isinstance(backend, SieBackend) else None
+
+    def sie_options(self, allow_unverified_sites: bool) -> None:
+        """The user's explicit override of the oracle rule, for this session's knobs."""
+        if (sie := self._sie()) is not None:
+            sie.allow_unverified = bool(allow_unverified_sites)
+
+    def sie_missing(self, knobs: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """The C of every site program these knobs need that the guest has no object for."""
+        sie = self._sie()
+        missing = sie.missing_objects(_knobs(knobs)) if sie is not None else []
+        return [{"template": r.template, "source": r.source} for r in missing]
+
+    def sie_store(self, objects: dict[str, str]) -> None:
+        """Objects compiled by the host for ``sie_missing``, base64 by name."""
+        sie = self._sie()
+        if sie is None:
+            raise BadInputError("no SIE backend on this target: nothing to store objects for")
+        artifacts.store_objects(sie.release, {n: base64.b64decode(b) for n, b in objects.items()})
 
     def spawn(self, argv: list[str], cpus: list[int] | None = None, cwd: str | None = None) -> int:
         """Fork on the agent's one long-lived spawner thread.

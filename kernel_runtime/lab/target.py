@@ -22,7 +22,9 @@ from kernel_runtime.agent.client import AgentClient
 from kernel_runtime.backend import GLOBAL, KnobState, Scope
 from kernel_runtime.lab.health import KernelEvent, Watchdog
 from kernel_runtime.lab.image import build_image
+from kernel_runtime.lab.objects import LabObjects
 from kernel_runtime.lab.vm import Lab
+from kernel_runtime.sie.knobset import DEFAULT_CHOICE, CatalogChoice, KnobSet, load_knob_set
 from kernel_runtime.target import CommandResult, ProcessHandle, Target
 
 DEFAULT_LEASE = 5.0
@@ -30,10 +32,15 @@ CALL_WAIT = 120.0
 
 
 class RemoteControl:
-    """``KnobControl`` whose every operation runs in the lab's agent session."""
+    """``KnobControl`` whose every operation runs in the lab's agent session.
 
-    def __init__(self, call: Callable[..., Any]) -> None:
+    ``prepare`` runs on the host before an apply: it ships the BPF objects the guest lacks.
+    """
+
+    def __init__(self, call: Callable[..., Any],
+                 prepare: Callable[[list[Knob]], None] = lambda _: None) -> None:
         self._call = call
+        self._prepare = prepare
 
     def usable(self, knobs: list[Knob]) -> tuple[list[Knob], list[tuple[str, str]]]:
         res = self._call("usable", knobs=[k.model_dump(mode="json") for k in knobs])
@@ -41,6 +48,7 @@ class RemoteControl:
 
     def apply(self, values: Mapping[str, int], knobs: Mapping[str, Knob],
               scope: Scope = GLOBAL) -> None:
+        self._prepare([k for n, k in knobs.items() if n in values])
         self._call("apply", values={n: int(v) for n, v in values.items()},
                    knobs={n: k.model_dump(mode="json") for n, k in knobs.items() if n in values},
                    scope=scope.to_json())
@@ -98,7 +106,8 @@ class LabTarget(Target):
     name = "lab"
 
     def __init__(self, *, lab: Lab | None = None, lease: float = DEFAULT_LEASE,
-                 progress: Callable[[str], None] = lambda _: None) -> None:
+                 progress: Callable[[str], None] = lambda _: None,
+                 catalog: CatalogChoice = DEFAULT_CHOICE) -> None:
         if lab is None:
             lab = Lab.default()
             if lab.state() is None:
@@ -106,7 +115,10 @@ class LabTarget(Target):
         self.lab = lab
         self._lease = lease
         self._progress = progress
-        self._control = RemoteControl(self._call)
+        self._catalog = catalog
+        self.knob_set: KnobSet | None = None
+        self.objects = LabObjects(self._call, lambda: self.lab.state())
+        self._control = RemoteControl(self._call, self.objects.ship)
         self._client: AgentClient | None = None
         self._beat: AgentClient | None = None
         self._watchdog: Watchdog | None = None
@@ -140,6 +152,11 @@ class LabTarget(Target):
         beat = self.lab.client(lease=self._lease)
         beat.connect()
         self._client, self._beat = client, beat
+        if self.knob_set is None:  # a --catalog of another build is refused before any write
+            self.knob_set = load_knob_set(self.kernel(), self._catalog)
+        if self._catalog.allow_unverified:
+            client.call("sie_options", allow_unverified_sites=True)
+        self.objects.forget()
         self._dead = None
         self._crashed.clear()
         self._handles.clear()
@@ -231,7 +248,11 @@ class LabTarget(Target):
         return KernelInfo.model_validate(self.info["kernel"] | {"source_version": self._source})
 
     def knobs(self) -> list[Knob]:
-        return [Knob.model_validate(k) for k in self._call("knobs")]
+        """The guest's own knobs (curated, hand catalog) and the host's analysis knobs."""
+        own = [Knob.model_validate(k) for k in self._call("knobs")]
+        names = {k.name for k in own}
+        extra = self.knob_set.extras() if self.knob_set else []
+        return own + [k for k in extra if k.name not in names]
 
     @property
     def control(self) -> RemoteControl:

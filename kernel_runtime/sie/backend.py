@@ -8,55 +8,95 @@ site's self-check found the location not holding the default's value.
 
 from __future__ import annotations
 
-import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from autotune.core.catalog import Catalog, Knob
 from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
+from autotune.core.kernel import running_kernel
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
 from kernel_runtime.features import probe_features
 from kernel_runtime.sie import artifacts, module, runtime
-from kernel_runtime.sie.render import Rendered, compile_object
+from kernel_runtime.sie.knobset import CatalogChoice, KnobSet, load_knob_set, unverified_reason
+from kernel_runtime.sie.render import Rendered, compile_object, render_site
 
 
 class SieBackend(Backend):
-    """SIE knobs of one kernel build, through the sie_write module and pinned BPF programs."""
+    """SIE knobs of one kernel build, through the sie_write module and pinned BPF programs.
+
+    ``catalog`` is the trusted hand catalog (lab-tested, exempt from the oracle rule);
+    ``extra`` are analysis knobs, and any knob handed in (over the agent, say) is judged by
+    its own sites: every one must be oracle-verified unless ``allow_unverified``.
+    """
 
     kind = "sie"
 
-    def __init__(self, *, catalog: Catalog, mode: runtime.Mode = "immediate") -> None:
+    def __init__(self, *, catalog: Catalog, extra: Sequence[Knob] = (),
+                 allow_unverified: bool = False, mode: runtime.Mode = "immediate") -> None:
         self.catalog = catalog
+        self.extra = {k.name: k for k in extra}
+        self.allow_unverified = allow_unverified
         self.mode: runtime.Mode = mode
         self.release = catalog.kernel.release
         self._loaded: dict[str, Knob] = {}
         self._syms: runtime.Kallsyms | None = None
 
     @classmethod
-    def for_running_kernel(cls) -> SieBackend | str:
+    def for_running_kernel(cls, knobs: KnobSet | None = None, *,
+                           allow_unverified: bool = False) -> SieBackend | str:
         """The backend for this kernel, or the reason SIE cannot work here."""
         features = probe_features()
         if not features.sie_ready:
             return features.explain()
-        try:
-            catalog = artifacts.catalog_for(platform.release())
-        except AutotuneError as e:
-            return f"SIE catalog unusable: {e}"
-        if catalog is None:
-            return f"no SIE catalog for kernel {platform.release()}: run 'autotune analyze'"
-        return cls(catalog=catalog)
+        if knobs is None:
+            try:
+                knobs = load_knob_set(running_kernel(), CatalogChoice())
+            except AutotuneError as e:
+                return f"SIE catalog unusable: {e}"
+        return cls(catalog=knobs.trusted_catalog(), extra=knobs.extras(),
+                   allow_unverified=allow_unverified)
 
     def syms(self) -> runtime.Kallsyms:
         if self._syms is None:
             self._syms = runtime.Kallsyms.read()
         return self._syms
 
+    def trusted(self, knob: Knob) -> bool:
+        return any(k == knob for k in self.catalog.knobs)
+
+    def refusal(self, knob: Knob) -> str | None:
+        """Why the oracle rule forbids loading ``knob`` here, or None."""
+        if self.allow_unverified or self.trusted(knob):
+            return None
+        return unverified_reason(knob)
+
+    def skipped(self, knob: Knob) -> dict[int, str]:
+        """Sites (index -> module) in modules this kernel has not loaded: never attached."""
+        loaded = runtime.loaded_modules()
+        return {i: s.module for i, s in enumerate(knob.sites)
+                if s.module and runtime.module_name(s.module) not in loaded}
+
+    def skipped_note(self, knob: Knob) -> str | None:
+        skip = self.skipped(knob)
+        if not skip:
+            return None
+        return (f"{len(skip)} of {len(knob.sites)} sites not attached: module(s) "
+                f"{', '.join(sorted(set(skip.values())))} not loaded")
+
     def unavailable_reason(self, knob: Knob) -> str | None:
-        if knob.name not in {k.name for k in self.catalog.knobs}:
-            return f"not in the SIE catalog of {self.release}"
+        refused = self.refusal(knob)
+        if refused:
+            return refused
+        skip = self.skipped(knob)
+        if len(skip) == len(knob.sites):
+            mods = sorted(set(skip.values()))
+            return (f"module(s) {', '.join(mods)} not loaded, and every site is there: "
+                    f"'modprobe {mods[0]}' first (a lab image loads none)")
         try:
-            for site in knob.sites:
-                self.syms().address(site.function)
+            for i, site in enumerate(knob.sites):
+                if i not in skip:
+                    runtime.site_address(self.syms(), site)
         except EnvironmentProblem as e:
             return str(e)
         return None
@@ -69,6 +109,18 @@ class SieBackend(Backend):
         return compile_object(rendered, btf=artifacts.RUNNING_BTF,
                               cache=artifacts.build_dir(self.release) / "bpf")
 
+    def missing_objects(self, knobs: Sequence[Knob]) -> list[Rendered]:
+        """Site programs ``load`` would need for ``knobs`` that no search directory holds
+        (sites in modules not loaded are never attached, so never needed)."""
+        out: dict[str, Rendered] = {}
+        for knob in knobs:
+            skip = self.skipped(knob)
+            for i, site in enumerate(knob.sites):
+                rendered = render_site(knob, site, i)
+                if i not in skip and not artifacts.find(self.release, f"bpf/{rendered.object_name}"):
+                    out[rendered.object_name] = rendered
+        return list(out.values())
+
     def module_path(self) -> Path:
         shipped = artifacts.find(self.release, f"{module.NAME}.ko")
         if shipped:
@@ -80,10 +132,21 @@ class SieBackend(Backend):
         return module.build(headers, artifacts.build_dir(self.release))
 
     def load(self, knob: Knob) -> None:
-        """Attach the knob unless some process already did (in the same mode)."""
+        """Attach the knob unless some process already did (in the same mode).
+
+        Refused before anything is attached when the oracle rule forbids it or no site's
+        module is loaded; sites in modules not loaded stay unattached (``status`` says so).
+        """
+        refused = self.refusal(knob)
+        if refused:
+            raise BadInputError(f"knob {knob.name!r}: {refused}")
+        skip = self.skipped(knob)
+        if len(skip) == len(knob.sites):
+            raise EnvironmentProblem(f"knob {knob.name!r}: {self.unavailable_reason(knob)}")
         module.load(self.module_path())
         if not runtime.is_loaded(knob.name):
-            runtime.attach(knob, mode=self.mode, object_for=self.object_for, syms=self.syms())
+            runtime.attach(knob, mode=self.mode, object_for=self.object_for, syms=self.syms(),
+                           skip=frozenset(skip))
         elif runtime.control(knob.name)["mode"] != runtime.MODES[self.mode]:
             raise BadInputError(f"knob {knob.name!r} is loaded in another transition mode: "
                                 f"'autotune knob unload {knob.name}' first, then load it --mode {self.mode}")
@@ -115,24 +178,42 @@ class SieBackend(Backend):
         runtime.detach(knob, self.syms())
         self._loaded.pop(knob.name, None)
 
+    def known(self) -> list[Knob]:
+        """Every knob this backend may report on: its catalogs' and those loaded here."""
+        out: dict[str, Knob] = {k.name: k for k in self.catalog.knobs}
+        for k in [*self.extra.values(), *self._loaded.values()]:
+            out.setdefault(k.name, k)
+        return list(out.values())
+
     def status(self) -> list[KnobState]:
         states: list[KnobState] = []
-        for knob in self.catalog.knobs:
+        loaded_mods = runtime.loaded_modules()
+        for knob in self.known():
             if not runtime.is_loaded(knob.name):
                 continue
             ctl = runtime.control(knob.name)
             sites = runtime.counters(knob.name, len(knob.sites))
-            addresses = [self.syms().address(s.function) + s.probe_offset for s in knob.sites]
+            attached = runtime.attached_sites(knob.name)
+            addresses = [runtime.site_address(self.syms(), s) if i in attached else 0
+                         for i, s in enumerate(knob.sites)]
             counters: dict[str, int] = {"epoch": ctl["epoch"]}
             for i, (site, opt) in enumerate(zip(sites, runtime.optimized(addresses), strict=True)):
+                if i not in attached:
+                    counters[f"site{i}.attached"] = 0
+                    continue
                 counters.update({f"site{i}.{k}": v for k, v in site.items()})
                 if opt is not None:
                     counters[f"site{i}.optimized"] = int(opt)
             bad = [f"{s.function}+{s.probe_offset:#x}" for s, c in zip(knob.sites, sites, strict=True)
                    if c["mismatches"]]
-            alert = (f"self-check mismatch at {', '.join(bad)}: knob disabled, nothing written"
-                     if ctl["disabled"] else None)
+            late = sorted({s.module for i, s in enumerate(knob.sites) if i not in attached and
+                           s.module and runtime.module_name(s.module) in loaded_mods})
+            alerts = ([f"self-check mismatch at {', '.join(bad)}: knob disabled, nothing written"]
+                      if ctl["disabled"] else []) + \
+                ([f"module(s) {', '.join(late)} loaded after the knob: their sites keep the "
+                  f"kernel's constant; 'autotune knob unload {knob.name}' and load it again"]
+                 if late else [])
             states.append(KnobState(name=knob.name, backend=self.kind,
                                     value=runtime.get_value(knob.name, GLOBAL),
-                                    counters=counters, alert=alert))
+                                    counters=counters, alert="; ".join(alerts) or None))
         return states

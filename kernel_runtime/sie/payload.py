@@ -13,7 +13,13 @@ from pathlib import Path
 
 from autotune.core.errors import EnvironmentProblem
 from kernel_runtime.sie import artifacts, module
-from kernel_runtime.sie.render import compile_object, render_refusal, render_site, render_span
+from kernel_runtime.sie.render import (
+    Rendered,
+    compile_object,
+    render_refusal,
+    render_site,
+    render_span,
+)
 
 
 def _release(version_dir: Path) -> str:
@@ -28,12 +34,26 @@ def _release(version_dir: Path) -> str:
     return heads[0].removeprefix("linux-headers-")
 
 
-def lab_payload(version_dir: Path) -> list[tuple[Path, str]]:
-    """(host file, guest path) pairs: module, catalog and precompiled BPF objects."""
-    release = _release(version_dir)
+def _headers(version_dir: Path, release: str) -> Path:
     headers = version_dir / "root/usr/src" / f"linux-headers-{release}"
     if not headers.exists():
         raise EnvironmentProblem(f"{headers} missing: run 'autotune lab build' (fetches the headers)")
+    return headers
+
+
+def compile_for_lab(version_dir: Path, sources: list[Rendered]) -> dict[str, bytes]:
+    """Objects (name -> bytes) for site programs a lab guest rendered, compiled here against
+    the lab kernel's BTF into the same cache the image's objects come from."""
+    release = _release(version_dir)
+    btf = _headers(version_dir, release) / "vmlinux"
+    cache = artifacts.build_dir(release) / "bpf"
+    return {r.object_name: compile_object(r, btf=btf, cache=cache).read_bytes() for r in sources}
+
+
+def lab_payload(version_dir: Path) -> list[tuple[Path, str]]:
+    """(host file, guest path) pairs: module, catalog and precompiled BPF objects."""
+    release = _release(version_dir)
+    headers = _headers(version_dir, release)
     out = artifacts.build_dir(release)
     guest = artifacts.GUEST_DIR
     pairs = [(module.build(headers, out), str(guest / f"{module.NAME}.ko"))]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from autotune.core.catalog import Knob, SafeSpan
+from autotune.core.catalog import Knob, SafeSpan, Site
 from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from kernel_runtime.backend import Scope
 from kernel_runtime.sie import module
@@ -35,27 +35,50 @@ ObjectFor = Callable[[Rendered], Path]
 
 @dataclass(frozen=True)
 class Kallsyms:
-    """Function start addresses of the running kernel (root sees real addresses)."""
+    """Function start addresses of the running kernel and its loaded modules (root sees real
+    addresses); a module's symbols are kept apart so a site names the copy it means."""
 
-    table: dict[str, list[int]]
+    table: dict[str, list[tuple[int, str]]]
 
     @classmethod
     def read(cls, path: Path = Path("/proc/kallsyms")) -> Kallsyms:
-        table: dict[str, list[int]] = {}
+        table: dict[str, list[tuple[int, str]]] = {}
         for line in path.read_text().splitlines():
             parts = line.split()
             if len(parts) >= 3 and parts[1] in "tTwW":
-                table.setdefault(parts[2], []).append(int(parts[0], 16))
+                owner = parts[3].strip("[]") if len(parts) > 3 else ""
+                table.setdefault(parts[2], []).append((int(parts[0], 16), owner))
         return cls(table)
 
-    def address(self, function: str) -> int:
-        found = self.table.get(function, [])
+    def address(self, function: str, module: str | None = None) -> int:
+        owner = module_name(module) if module else ""
+        found = [a for a, m in self.table.get(function, []) if m == owner]
         if len(found) != 1 or found[0] == 0:
-            why = "not in /proc/kallsyms" if not found else (
+            where = f"module {owner}" if owner else "vmlinux"
+            why = f"not in /proc/kallsyms ({where})" if not found else (
                 "hidden (addresses read as 0: run as root)" if found[0] == 0 else
-                f"defined {len(found)} times")
+                f"defined {len(found)} times in {where}")
             raise EnvironmentProblem(f"function {function!r} {why}: the catalog does not fit this kernel")
         return found[0]
+
+    def starts(self) -> list[int]:
+        return [a for entries in self.table.values() for a, _ in entries]
+
+
+def module_name(name: str) -> str:
+    """/proc/modules spells every module with underscores (``dm-mod`` loads as ``dm_mod``)."""
+    return name.replace("-", "_")
+
+
+def loaded_modules(path: Path = Path("/proc/modules")) -> set[str]:
+    try:
+        return {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def site_address(syms: Kallsyms, site: Site) -> int:
+    return syms.address(site.function, site.module) + site.probe_offset
 
 
 def pin_dir(knob: str) -> Path:
@@ -66,19 +89,30 @@ def is_loaded(knob: str) -> bool:
     return os.path.exists(f"{PIN_ROOT}/{knob}/sie_ctl")
 
 
+def attached_sites(knob: str) -> set[int]:
+    """Indices of the sites whose probe link is pinned (the rest were skipped at load)."""
+    return {int(p.name.removeprefix("link_site")) for p in pin_dir(knob).glob("link_site*")
+            if p.name.removeprefix("link_site").isdigit()}
+
+
 def _scope_key(scope: Scope) -> bytes:
     return struct.pack(_KEY, _SCOPE_KIND[scope.kind], 0, scope.ident if scope.kind != "global" else 0)
 
 
-def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> None:
-    """Load and attach every site (and safe span, in per-task mode); nothing applies yet."""
+def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
+           skip: frozenset[int] = frozenset()) -> None:
+    """Load and attach every site but those in ``skip`` (their module is not loaded), and the
+    safe spans in per-task mode; nothing applies yet. Site indices stay the catalog's, so
+    counters and object names do not depend on which modules are loaded."""
     if not BPFFS.is_mount():
         raise EnvironmentProblem(f"bpffs not mounted: run 'mount -t bpf bpf {BPFFS}'")
     where = pin_dir(knob.name)
     where.mkdir(parents=True, exist_ok=True)
     try:
         for i, site in enumerate(knob.sites):
-            address = syms.address(site.function) + site.probe_offset
+            if i in skip:
+                continue
+            address = site_address(syms, site)
             obj = BpfObject(object_for(render_site(knob, site, i)), where)
             try:
                 module.register(address, site)
@@ -93,7 +127,8 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> 
             finally:
                 obj.close()
         if mode == "per-task":
-            _attach_spans(knob, object_for, syms, where)
+            _attach_spans([s for i, s in enumerate(knob.sites) if i not in skip], knob.name,
+                          object_for, syms, where)
         _fresh(knob.name)
         _map(knob.name, "sie_ctl").update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
     except BaseException:
@@ -101,17 +136,18 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms) -> 
         raise
 
 
-def _attach_spans(knob: Knob, object_for: ObjectFor, syms: Kallsyms, where: Path) -> None:
-    spans: list[SafeSpan] = []
-    for site in knob.sites:
-        spans.extend(s for s in site.safe_spans if s not in spans)
+def _attach_spans(sites: list[Site], name: str, object_for: ObjectFor, syms: Kallsyms,
+                  where: Path) -> None:
+    spans: list[tuple[SafeSpan, str | None]] = []
+    for site in sites:
+        spans.extend((s, site.module) for s in site.safe_spans if (s, site.module) not in spans)
     if not spans:
-        raise BadInputError(f"knob {knob.name!r} has no safe spans: load it with --mode immediate")
-    for j, span in enumerate(spans):
+        raise BadInputError(f"knob {name!r} has no safe spans: load it with --mode immediate")
+    for j, (span, owner) in enumerate(spans):
         obj = BpfObject(object_for(render_span()), where)
         try:
             obj.attach_kprobe("sie_span_enter", span.function, span.start, where / f"link_span{j}_in")
-            if _ends_function(span, syms):
+            if _ends_function(span, owner, syms):
                 obj.attach_kprobe("sie_span_exit", span.function, 0, where / f"link_span{j}_out",
                                   retprobe=True)
             else:
@@ -120,14 +156,14 @@ def _attach_spans(knob: Knob, object_for: ObjectFor, syms: Kallsyms, where: Path
             obj.close()
 
 
-def _ends_function(span: SafeSpan, syms: Kallsyms) -> bool:
+def _ends_function(span: SafeSpan, owner: str | None, syms: Kallsyms) -> bool:
     """A span ending at the function's end ends at every return: exit by kretprobe.
 
     kallsyms has no sizes; the next symbol (the next function's 16-byte ``__pfx_``
     padding on this kernel) lies less than 16 bytes past the last instruction.
     """
-    start = syms.address(span.function)
-    later = [a for addrs in syms.table.values() for a in addrs if a > start]
+    start = syms.address(span.function, owner)
+    later = [a for a in syms.starts() if a > start]
     return bool(later) and span.end > min(later) - start - 16
 
 
@@ -143,7 +179,7 @@ def detach(knob: Knob, syms: Kallsyms) -> None:
         where.rmdir()
     for site in knob.sites:
         try:
-            module.unregister(syms.address(site.function) + site.probe_offset, site)
+            module.unregister(site_address(syms, site), site)
         except EnvironmentProblem:
             continue
 

@@ -1,0 +1,116 @@
+"""Analysis knobs in the lab: an oracle catalog of the lab build, loaded by the SIE runtime.
+
+The catalog is made here by the real analysis with the oracle, for two constants the hand
+catalog does not have (a fresh machine has no cached whole-list catalog; these two cost about
+half a minute once the analysis tests prepared the kernel tree). Their BPF objects are not in
+the lab image: the host compiles them and ships them over the agent. Each knob is checked the
+way its effect shows in the guest: set -> the kernel behaves as if built with the value,
+revert -> the built-in value again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotune.core.catalog import Knob
+from kernel_runtime.lab.target import LabTarget
+from kernel_runtime.lab.vm import Lab
+from kernel_runtime.sie.knobset import GIVEN, CatalogChoice
+
+pytestmark = pytest.mark.lab
+
+NAMES = ("IORING_MAX_ENTRIES", "EP_MAX_NESTS")
+# io_uring_setup(2^20 entries, IORING_SETUP_CLAMP): the kernel clamps the SQ ring to
+# IORING_MAX_ENTRIES and sizes the CQ ring twice that; prints both ring sizes.
+IORING = ("import ctypes, os; libc = ctypes.CDLL(None, use_errno=True)\n"
+          "p = ctypes.create_string_buffer(120); p[8:12] = (16).to_bytes(4, 'little')\n"
+          "fd = libc.syscall(425, 1 << 20, p); assert fd >= 0, os.strerror(ctypes.get_errno())\n"
+          "os.close(fd); print(int.from_bytes(p[0:4], 'little'), int.from_bytes(p[4:8], 'little'))\n")
+# The longest chain of epoll instances each watching the previous one before epoll_ctl
+# refuses with ELOOP (40): EP_MAX_NESTS bounds the nesting depth.
+EPOLL = ("import select\nchain = [select.epoll()]\n"
+         "while len(chain) < 64:\n    e = select.epoll()\n"
+         "    try:\n        e.register(chain[-1].fileno(), select.EPOLLIN)\n"
+         "    except OSError as err:\n        print(len(chain), err.errno); break\n"
+         "    chain.append(e)\n")
+CASES = {
+    # knob: (probe, built-in result, value, result for that value)
+    "IORING_MAX_ENTRIES": (IORING, "32768 65536", 4096, "4096 8192"),
+    "EP_MAX_NESTS": (EPOLL, "5 40", 2, "3 40"),
+}
+
+
+@pytest.fixture(scope="module")
+def catalog_path() -> Path:
+    from analysis import analyze, kernel_files
+
+    result = analyze.analyze(kernel_files.lab_kernel(), names=list(NAMES), oracle=True, jobs=2)
+    assert result.path is not None
+    return result.path
+
+
+@pytest.fixture(scope="module")
+def lab(catalog_path: Path) -> Iterator[LabTarget]:
+    # A private VM: its guest starts without any shipped object, whoever else runs a lab.
+    target = LabTarget(lab=Lab.private(), catalog=CatalogChoice(str(catalog_path)))
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture(scope="module")
+def knobs(lab: LabTarget) -> dict[str, Knob]:
+    return {k.name: k for k in lab.knobs() if k.backend == "sie"}
+
+
+def guest_python(lab: LabTarget, code: str) -> str:
+    res = lab.run(["python3.11", "-c", code], timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_analysis_knobs_are_new_oracle_verified_and_usable(lab: LabTarget,
+                                                           knobs: dict[str, Knob]) -> None:
+    assert lab.knob_set is not None
+    hand = {k.name for k in lab.knob_set.hand_knobs()}
+    for name in NAMES:
+        assert name not in hand and lab.knob_set.origin(name) == GIVEN
+        assert all(s.verified == "oracle" for s in knobs[name].sites)
+    ok, left = lab.control.usable([knobs[n] for n in NAMES])
+    assert sorted(k.name for k in ok) == sorted(NAMES), left
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_analysis_knob_set_and_revert(lab: LabTarget, knobs: dict[str, Knob], name: str) -> None:
+    probe, builtin, value, expected = CASES[name]
+    assert guest_python(lab, probe) == builtin
+    try:
+        lab.control.apply({name: value}, knobs)
+        assert guest_python(lab, probe) == expected
+        state = next(s for s in lab.control.status() if s.name == name)
+        assert state.alert is None
+        assert sum(v for k, v in state.counters.items() if k.endswith(".applied")) > 0
+        assert sum(v for k, v in state.counters.items() if k.endswith(".mismatches")) == 0
+    finally:
+        lab.control.revert()
+    assert guest_python(lab, probe) == builtin
+    # The objects came from the host (the image has none for these sites) and stay shipped.
+    assert sum(s.objects for s in lab.objects.shipments) > 0
+    assert lab.objects.missing([knobs[name]]) == []
+
+
+def test_lab_refuses_unverified_and_module_only_knobs(lab: LabTarget, knobs: dict[str, Knob]) -> None:
+    ioring = knobs["IORING_MAX_ENTRIES"]
+    unverified = ioring.model_copy(update={"name": "IORING_UNVERIFIED", "sites": [
+        s.model_copy(update={"verified": "emulation"}) for s in ioring.sites]})
+    in_bfq = ioring.model_copy(update={"name": "IORING_IN_BFQ", "sites": [
+        s.model_copy(update={"module": "bfq"}) for s in ioring.sites]})
+    ok, left = lab.control.usable([unverified, in_bfq])
+    reasons = dict(left)
+    assert not ok
+    assert "4 of 4 sites not oracle-verified" in reasons["IORING_UNVERIFIED"]
+    assert reasons["IORING_IN_BFQ"].startswith("module(s) bfq not loaded")
