@@ -18,7 +18,7 @@ from autotune.executors.local import LocalExecutor
 from autotune.study.config import StudyConfig
 from autotune.study.worker import TrialWorker
 from autotune.targets import choose_target, open_target
-from kernel_runtime.sie.knobset import CatalogChoice
+from kernel_runtime.sie.knobset import CatalogChoice, KnobSet
 from kernel_runtime.target import Target
 from workloads import make_workload
 
@@ -49,7 +49,11 @@ class WorkerSpec:
 
 
 def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], list[tuple[str, str]]]:
-    """Usable knobs (optionally only the named ones) and the reasons others were left out."""
+    """Usable knobs (optionally only the named ones) and the reasons others were left out.
+
+    Analysis-catalog knobs are searched only when named: without hit-count selection a
+    study over every one of them (dozens) would spend its few trials on noise.
+    """
     knobs = target.knobs()
     if names:
         known = {k.name for k in knobs}
@@ -57,7 +61,14 @@ def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], li
         if unknown:
             raise BadInputError(f"unknown knob(s) {unknown}; see 'autotune knob list'")
         knobs = [k for k in knobs if k.name in names]
-    return target.control.usable(knobs)
+        return target.control.usable(knobs)
+    found = getattr(target, "knob_set", None)
+    extra = {k.name for k in found.extras()} if isinstance(found, KnobSet) else set()
+    ok, left = target.control.usable([k for k in knobs if k.name not in extra])
+    if extra:
+        left.append((f"{len(extra)} analysis-catalog knobs",
+                     "searched only when named: --knob NAME ('autotune knob list' shows them)"))
+    return ok, left
 
 
 @dataclass

@@ -180,3 +180,32 @@ def test_study_definitions_carry_the_catalog_to_every_worker(tmp_path: Path) -> 
     config = load_definition(definition).config("n-1")
     choice = WorkerSpec.from_config(config).catalog_choice()
     assert choice == CatalogChoice("/srv/catalogs/lab.json", allow_unverified=True)
+
+
+class FakeCatalogTarget:
+    """A fake target (knobs and usable() only): the hand catalog plus one analysis knob."""
+
+    def __init__(self) -> None:
+        from kernel_runtime.sie.knobset import KnobSet
+
+        self.knob_set = KnobSet(kernel=FAKE_TARGET, hand=hand(), analysis=Catalog(
+            kernel=FAKE_TARGET, knobs=[analysis_knob("IORING_MAX_ENTRIES")]))
+        self.control = self
+
+    def knobs(self) -> list[Knob]:
+        return self.knob_set.knobs()
+
+    def usable(self, knobs: list[Knob]) -> tuple[list[Knob], list[tuple[str, str]]]:
+        return list(knobs), []
+
+
+def test_a_study_searches_analysis_knobs_only_by_name() -> None:
+    from autotune.executors.factory import select_knobs
+
+    target = FakeCatalogTarget()
+    ok, left = select_knobs(target, ())  # type: ignore[arg-type]
+    assert [k.name for k in ok] == [k.name for k in hand().knobs]
+    assert left == [("1 analysis-catalog knobs", "searched only when named: --knob NAME "
+                                                 "('autotune knob list' shows them)")]
+    ok, left = select_knobs(target, ("IORING_MAX_ENTRIES",))  # type: ignore[arg-type]
+    assert [k.name for k in ok] == ["IORING_MAX_ENTRIES"] and left == []
