@@ -10,10 +10,12 @@ revert -> the built-in value again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_sie_lab import guest_python
 
 from autotune.core.catalog import Knob
 from kernel_runtime.lab.target import LabTarget
@@ -67,12 +69,6 @@ def knobs(lab: LabTarget) -> dict[str, Knob]:
     return {k.name: k for k in lab.knobs() if k.backend == "sie"}
 
 
-def guest_python(lab: LabTarget, code: str) -> str:
-    res = lab.run(["python3.11", "-c", code], timeout=120)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.strip()
-
-
 def test_analysis_knobs_are_new_oracle_verified_and_usable(lab: LabTarget,
                                                            knobs: dict[str, Knob]) -> None:
     assert lab.knob_set is not None
@@ -114,3 +110,42 @@ def test_lab_refuses_unverified_and_module_only_knobs(lab: LabTarget, knobs: dic
     assert not ok
     assert "4 of 4 sites not oracle-verified" in reasons["IORING_UNVERIFIED"]
     assert reasons["IORING_IN_BFQ"].startswith("module(s) bfq not loaded")
+
+
+def test_a_kprobes_host_loads_the_catalog_directly(lab: LabTarget, knobs: dict[str, Knob]) -> None:
+    """The guest is a host with kprobes: HostTarget(catalog=...) there is the host path
+    (objects from its cache, as clang would have left them on a host)."""
+    assert lab.knob_set is not None and lab.knob_set.analysis is not None
+    lab.control.apply({"IORING_MAX_ENTRIES": 4096}, knobs)  # makes sure its objects are there
+    lab.control.revert()
+    catalog = lab.knob_set.analysis
+    lab.write_file("/tmp/lab-catalog.json", catalog.model_dump_json())
+    foreign = catalog.model_copy(update={"kernel": catalog.kernel.model_copy(
+        update={"build_id": "0" * 40})})
+    lab.write_file("/tmp/foreign-catalog.json", foreign.model_dump_json())
+    code = (
+        "import json\n"
+        "from autotune.core.errors import KernelMismatchError\n"
+        "from kernel_runtime.host import HostTarget\n"
+        "from kernel_runtime.sie.knobset import CatalogChoice\n"
+        "try:\n"
+        "    HostTarget(catalog=CatalogChoice('/tmp/foreign-catalog.json'))\n"
+        "    refused = ''\n"
+        "except KernelMismatchError as e:\n"
+        "    refused = str(e)\n"
+        "t = HostTarget(catalog=CatalogChoice('/tmp/lab-catalog.json'))\n"
+        "k = {k.name: k for k in t.knobs()}\n"
+        "t.control.apply({'IORING_MAX_ENTRIES': 1024}, k)\n"
+        f"exec(compile({IORING!r}, 'probe', 'exec'))\n"
+        "t.close()\n"
+        "print(json.dumps({'origin': t.knob_set.origin('IORING_MAX_ENTRIES'), 'refused': refused}))\n")
+    # A second controller beside the agent's (which holds the kernel lock, its values reverted).
+    res = lab.run(["env", "AUTOTUNE_KERNEL_LOCK=/tmp/host-path.lock", "python3.11", "-c", code],
+                  timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == "1024 2048"
+    facts = json.loads(lines[1])
+    assert facts["origin"] == GIVEN
+    assert "build 000000000000, the target runs" in facts["refused"]
+    assert guest_python(lab, IORING) == "32768 65536"
