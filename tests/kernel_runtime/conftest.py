@@ -15,3 +15,11 @@ def lab_headers() -> Path:
     version = resolve_version()
     vdir = fetch(("headers", "headers-common", "kbuild"), version=version)
     return vdir / "root/usr/src" / f"linux-headers-{version.release}"
+
+
+@pytest.fixture(scope="session")
+def lab_files():  # type: ignore[no-untyped-def]
+    """The lab kernel's -dbg vmlinux, source tree and config, for tests that analyse it first."""
+    from analysis import kernel_files
+
+    return kernel_files.lab_kernel()
