@@ -93,12 +93,16 @@ class SieBackend(Backend):
             mods = sorted(set(skip.values()))
             return (f"module(s) {', '.join(mods)} not loaded, and every site is there: "
                     f"'modprobe {mods[0]}' first (a lab image loads none)")
-        try:
-            for i, site in enumerate(knob.sites):
-                if i not in skip:
-                    runtime.site_address(self.syms(), site)
-        except EnvironmentProblem as e:
-            return str(e)
+        for i, site in enumerate(knob.sites):
+            if i in skip:
+                continue
+            try:
+                render_site(knob, site, i)  # a site no template can express never loads
+                runtime.site_address(self.syms(), site)
+            except BadInputError as e:
+                return f"site {site.function}+{site.probe_offset:#x} cannot be rendered: {e}"
+            except EnvironmentProblem as e:
+                return str(e)
         return None
 
     def object_for(self, rendered: Rendered) -> Path:

@@ -7,7 +7,9 @@ with a plain map update, and survives until ``unload`` removes the pins.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,11 +84,16 @@ def site_address(syms: Kallsyms, site: Site) -> int:
 
 
 def pin_dir(knob: str) -> Path:
-    return PIN_ROOT / knob
+    """The knob's bpffs directory; analysis names a derived constant by its expression
+    (``ca->delay_min >> 3``), so other characters are replaced and the name's hash added."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", knob)
+    if safe != knob:
+        safe += "-" + hashlib.sha256(knob.encode()).hexdigest()[:8]
+    return PIN_ROOT / safe
 
 
 def is_loaded(knob: str) -> bool:
-    return os.path.exists(f"{PIN_ROOT}/{knob}/sie_ctl")
+    return (pin_dir(knob) / "sie_ctl").exists()
 
 
 def attached_sites(knob: str) -> set[int]:
@@ -192,7 +199,7 @@ def _fresh(knob: str) -> None:
     """One stat per operation: drop cached fds when another process re-pinned the knob
     (its control map's inode changed) or unloaded it."""
     try:
-        ino = os.stat(f"{PIN_ROOT}/{knob}/sie_ctl").st_ino
+        ino = os.stat(pin_dir(knob) / "sie_ctl").st_ino
     except OSError as e:
         _forget(knob)
         raise EnvironmentProblem(f"knob {knob!r} is not loaded ({e.strerror}): "

@@ -209,3 +209,21 @@ def test_a_study_searches_analysis_knobs_only_by_name() -> None:
                                                  "('autotune knob list' shows them)")]
     ok, left = select_knobs(target, ("IORING_MAX_ENTRIES",))  # type: ignore[arg-type]
     assert [k.name for k in ok] == ["IORING_MAX_ENTRIES"] and left == []
+
+
+def test_expression_named_knobs_get_a_safe_pin_directory() -> None:
+    from kernel_runtime.sie.runtime import PIN_ROOT, pin_dir
+
+    assert pin_dir("PIPE_DEF_BUFFERS") == PIN_ROOT / "PIPE_DEF_BUFFERS"
+    odd = [pin_dir(n) for n in ("ca->delay_min >> 3", "ca->delay_min >> 4", "a/b")]
+    assert all(p.parent == PIN_ROOT and "/" not in p.name and ">" not in p.name for p in odd)
+    assert len(set(odd)) == 3
+
+
+def test_a_site_no_template_expresses_makes_the_knob_unusable() -> None:
+    # oracle-verified, but compared against memory: the flags template reads a register
+    knob = analysis_knob("DEF_PRIORITY", site(function="balance_pgdat", probe_offset=0x217,
+                                              compare_operand="byte ptr [rsp + 0xc4]"))
+    reason = SieBackend(catalog=hand()).unavailable_reason(knob)
+    assert reason is not None
+    assert reason.startswith("site balance_pgdat+0x217 cannot be rendered: register 'byte ptr")
