@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 
 from analysis.find_sites import SeedSites
+from analysis.sitebuild import SiteResult
 from autotune.core.catalog import Category, Constraint, Domain, Knob, Site, UnsupportedKnob
 
 _WIDTH_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0x7FFF_FFFF, "u64": 0x7FFF_FFFF, "s32": 0x7FFF_FFFF}
+_BITS = {"u8": 8, "u16": 16, "u32": 32, "u64": 64, "s32": 32, "s64": 64}
 
 
 @dataclass
@@ -56,6 +58,9 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
             lo = 0
     width_max = min(_WIDTH_MAX.get(s.width, 0x7FFF_FFFF) for s in sites) if sites else hi
     hi = min(hi, width_max)
+    for s in sites:
+        if "log2" in s.expr:  # the shift count log2(V) stays below the shifted register's width
+            hi = min(hi, 1 << (_BITS[s.width] - 1))
     if any(s.expr.startswith("(V") and "<< 32" in s.expr for s in sites):
         hi = min(hi, 0x7FFF_FFFF)
     return Domain(min=min(lo, v0), max=max(hi, v0), log=v0 >= 16 and lo > 0, constraints=cons)
@@ -92,16 +97,13 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         if report is not None and report.refuted:
             return unsupported(f"oracle refuted all {len(report.refuted)} candidate sites "
                                f"({report.refuted[0]} ...)")
-        if found.nonaffine:
-            return unsupported(f"non-affine: V enters as ilog2(V) in {found.nonaffine[0]}; the "
-                               "expression language has no log2 (tune the shift amount instead)")
         if found.missing and not found.results:
             return unsupported(f"no code for its uses in vmlinux or its modules ({found.missing[0]} ...): "
                                "not built in this config", 0)
         why = "; ".join(sorted({r.reason for r in found.results if r.reason})[:2])
         return unsupported(f"no site: {why or 'no immediate on the uses lines encodes V0'}")
     assert seed.default is not None
-    constraints = [c for r in found.results if r.site is not None for c in r.constraints]
+    constraints = [c for r in found.results if r.site is not None for c in _constraints(r)]
     knob = Knob(name=seed.name, subsystem=subsystem(seed.file),
                 category=category(seed.name, seed.body), default=seed.default,
                 description=f"{seed.file}:{seed.line}: {seed.body}"[:200],
@@ -117,3 +119,14 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
     if found.missing:
         detail += f"; {len(found.missing)} uses without code in vmlinux"
     return knob, None, Coverage(seed.name, status, len(sites), detail)
+
+
+def _constraints(r: SiteResult) -> list[tuple[str, str]]:
+    """What a site imposes on V. At a shift by log2(V), V itself is no shift amount (the
+    width bound in ``domain`` keeps log2(V) a valid count) and only powers of two are exact."""
+    assert r.site is not None
+    if "log2" not in r.site.expr:
+        return r.constraints
+    where = f"{r.site.function}+{r.site.cs_start:#x}"
+    return [c for c in r.constraints if c[0] != "shift"] + [
+        ("pow2", f"V enters the code as a shift by ilog2(V) at {where}: only powers of two are exact")]

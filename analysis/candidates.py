@@ -42,16 +42,17 @@ class Candidate:
     module: str = ""    # "" for vmlinux
 
 
-def encodings(v0: int, scale: int = 1) -> list[tuple[str, str]]:
-    """The (expr, why) hypotheses for a constant whose source default is ``v0``."""
+def encodings(v0: int, scale: int = 1, unit: str = "V") -> list[tuple[str, str]]:
+    """The (expr, why) hypotheses for a constant whose source default is ``v0``; ``unit`` is
+    what the use's code holds (``(V+3) >> 2`` for msecs_to_jiffies(V) at HZ=250)."""
     out = []
     for template, why in _AFFINE:
         text = template.replace("V", f"V*{scale}") if scale != 1 else template
-        out.append((text, why))
+        out.append((text if unit == "V" else text.replace("V", f"({unit})"), why))
     return out
 
 
-def match(insn: Insn, v0: int, scale: int = 1) -> list[tuple[str, str, str]]:
+def match(insn: Insn, v0: int, scale: int = 1, unit: str = "V") -> list[tuple[str, str, str]]:
     """(expr, width, why) for each way ``insn``'s immediates encode ``v0``."""
     found: list[tuple[str, str, str]] = []
     size = insn.imm_size if insn.imm_size in _MASKS else 8
@@ -67,11 +68,25 @@ def match(insn: Insn, v0: int, scale: int = 1) -> list[tuple[str, str, str]]:
                 found.append((f"{hi << 32} | V" if scale == 1 else f"{hi << 32} | V*{scale}",
                               "u64", "two 32-bit stores merged into one movabs (low half)"))
                 continue
-        for text, why in encodings(v0, scale):
+        for text, why in encodings(v0, scale, unit):
             if exprs.parse(text).evaluate(v0, width) == imm & _MASKS[size]:
                 found.append((text, width, why))
                 break
     return found
+
+
+def match_log2(insn: Insn, v0: int) -> list[tuple[str, str, str]]:
+    """A shift by ilog2(V0) where a power-of-two V0 multiplies or divides: IV = log2(V).
+
+    Not affine in V, so no encoding above finds it; the oracle's builds at 2V0 and 4V0 confirm
+    it (the shift count grows by one per doubling) and the knob gets the ``pow2`` constraint.
+    """
+    if v0 < 2 or v0 & (v0 - 1) or insn.mnemonic not in ("shl", "sal", "shr", "sar"):
+        return []
+    if v0.bit_length() - 1 not in insn.imms:
+        return []
+    size = insn.imm_size if insn.imm_size in _MASKS else 8
+    return [("log2(V)", _WIDTH[size], "x*V or x/V by a power of two: a shift by ilog2(V)")]
 
 
 def in_ranges(insns: list[Insn], ranges: list[tuple[int, int]]) -> list[Insn]:

@@ -18,6 +18,7 @@ from analysis import candidates, disasm, sitebuild
 from analysis.elfimage import Function, Image
 from analysis.linetable import LineTable, Row
 from analysis.seeds import Seed
+from autotune.core import expr as exprs
 
 if TYPE_CHECKING:
     from analysis.oracle import OracleReport
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 FALLBACK_LINES = 3
 # below this, an exact immediate anywhere in a function is too likely a coincidence
 WHOLE_FUNCTION_MIN = 8
+AFTER_ROWS = 6  # instructions past a use's rows still tried when its own rows hold no match
 
 
 @dataclass
@@ -35,7 +37,6 @@ class SeedSites:
     results: list[sitebuild.SiteResult] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # uses with no code in this image
     oracle: OracleReport | None = None
-    nonaffine: list[str] = field(default_factory=list)  # shifts by ilog2(V0) on a use's line
 
 
 def scale_of(seed: Seed, macros: dict[str, int]) -> int:
@@ -104,18 +105,28 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
                 hits = 0
                 for key in keys:
                     for ins in candidates.in_ranges(insns_cache[key], ranges):
-                        for text, width, why in candidates.match(ins, v0, scale):
+                        for text, width, why in candidates.match(ins, v0, scale, use.unit):
                             hits += add(key, ins, text, width, why, fallback)
+                if not hits and scale == 1:
+                    for key in keys:
+                        for ins in candidates.in_ranges(insns_cache[key], ranges):
+                            for text, width, why in candidates.match_log2(ins, v0):
+                                hits += add(key, ins, text, width, why, fallback)
                 if not hits:
-                    out[seed.name].nonaffine += _log2_shifts(insns_cache, keys, ranges, v0)
+                    for key, ins in _after_rows(insns_cache, keys, ranges):
+                        for text, width, why in candidates.match(ins, v0, scale, use.unit):
+                            hits += add(key, ins, text, width, f"{why}; just after the use's rows",
+                                        True)
                 if hits or v0 < WHOLE_FUNCTION_MIN:
                     continue
                 # GCC moved the immediate to a line of an inlined header (or hoisted it): take
                 # exact matches anywhere in the function, as fallbacks the oracle must confirm.
+                exact = exprs.parse(use.unit).evaluate(v0) * scale
+                text = use.unit if use.unit == "V" else f"({use.unit})"
                 for key in keys:
                     for ins in insns_cache[key]:
-                        if ins.mnemonic in ("mov", "cmp") and v0 * scale in ins.imms:
-                            add(key, ins, "V" if scale == 1 else f"V*{scale}",
+                        if ins.mnemonic in ("mov", "cmp") and exact in ins.imms:
+                            add(key, ins, text if scale == 1 else f"{text}*{scale}",
                                 "u32" if ins.imm_size <= 4 else "u64",
                                 "exact value hoisted out of the use's line", True)
             if not any_rows:
@@ -123,15 +134,25 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
     return out, per_func
 
 
-def _log2_shifts(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
-                 ranges: list[tuple[int, int]], v0: int) -> list[str]:
-    """Shifts by ilog2(V0) where V0 should be: a non-affine encoding of a pow2 constant."""
-    if v0 < 2 or v0 & (v0 - 1):
-        return []
-    k = v0.bit_length() - 1
-    return [f"{key[1].name}+{i.address - key[1].start:#x} '{i.mnemonic} {i.op_str}'"
-            for key in keys for i in candidates.in_ranges(insns[key], ranges)
-            if i.mnemonic in ("shl", "shr", "sar", "sal") and k in i.imms]
+def _after_rows(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
+                ranges: list[tuple[int, int]]) -> list[tuple[FuncKey, disasm.Insn]]:
+    """The few instructions right after each of a use's row ranges, in address order.
+
+    GCC often gives the compare or the argument load of a statement the next statement's
+    line, or the line of an inlined callee that consumes the value (``time`` of an inlined
+    ``get_curr_sync_buff``), so the immediate sits just past the use's own rows.
+    """
+    out: dict[tuple[FuncKey, int], disasm.Insn] = {}
+    for key in keys:
+        code = insns[key]
+        for _, end in ranges:
+            first = next((k for k, ins in enumerate(code) if ins.address >= end), len(code))
+            if first == 0 or not code[first - 1].address < end:
+                continue
+            for ins in code[first:first + AFTER_ROWS]:
+                if not any(a <= ins.address < b for a, b in ranges):
+                    out.setdefault((key, ins.address), ins)
+    return [(key, ins) for (key, _), ins in sorted(out.items(), key=lambda kv: kv[0][1])]
 
 
 def _work(args: tuple[bytes, list[tuple[str, candidates.Candidate]], dict[str, int]]

@@ -42,13 +42,14 @@ def render(a: int, b: int) -> str:
     return head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}"
 
 
-def expression(values: tuple[int, ...], imms: tuple[int, ...], shift: bool = False) -> str | None:
+def expression(values: tuple[int, ...], imms: tuple[int, ...], shift_count: bool = False
+               ) -> str | None:
     """IV = f(V) through the three points: affine, a*log2(V)+b for the count of a shift
-    (``shift``) at power-of-two values, or V>>s (+b) for a divided constant."""
+    (``shift_count``) at power-of-two values, or V>>s (+b) for a divided constant."""
     ab = fit(values, imms)
     if ab is not None:
         return render(*ab)
-    if shift and all(v > 0 and v & (v - 1) == 0 for v in values):
+    if shift_count and all(v > 0 and v & (v - 1) == 0 for v in values):
         # before V>>s: at V0, 2V0, 4V0 a count growing by one per doubling also fits V>>s+b
         # when V0 < 2^s, which is wrong at the next doubling
         ab = fit(tuple(v.bit_length() - 1 for v in values), imms)

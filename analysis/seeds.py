@@ -34,6 +34,9 @@ class Use:
     file: str
     line: int
     text: str
+    # what the code holds at this use, as an expression of V: ``msecs_to_jiffies(NAME)`` of a
+    # constant folds at compile time, so its immediates encode jiffies, not milliseconds
+    unit: str = "V"
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Seed:
     problem: str = ""
     uses: list[Use] = field(default_factory=list)
     last_line: int = 0  # a definition's last line (continuation lines); 0: same as ``line``
+    jiffies: str = ""  # msecs_to_jiffies(V) at this build's HZ ("" when not expressible)
 
     @property
     def source(self) -> str:
@@ -58,6 +62,15 @@ class Seed:
     def lines(self) -> range:
         """The definition's line numbers (a multi-line ``#define`` spans several)."""
         return range(self.line, max(self.line, self.last_line) + 1)
+
+
+def msecs_to_jiffies_expr(hz: int) -> str | None:
+    """msecs_to_jiffies(V) at this CONFIG_HZ in the expression language (it rounds up), or None
+    when it needs a division the language lacks (1000/HZ not a power of two)."""
+    if 1000 % hz or (step := 1000 // hz) & (step - 1):
+        return None
+    shift = step.bit_length() - 1
+    return "V" if step == 1 else f"(V+{step - 1}) >> {shift}"
 
 
 def known_macros(hz: int) -> dict[str, int]:
@@ -193,7 +206,8 @@ def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "") -
                     problem="" if lits else f"function-like macro {body!r} has no literal",
                     last_line=last)
     macros |= _folded_defines(tree / rel, name, macros)
-    seed = Seed(name, kind, rel, line, body, evaluate(body, macros), last_line=last)
+    seed = Seed(name, kind, rel, line, body, evaluate(body, macros), last_line=last,
+                jiffies=msecs_to_jiffies_expr(hz) or "")
     if kind == "variable":
         seed.problem = "a static variable that is not const (it lives in memory, the code " \
                        "loads it): tune it as memory, not as a compiled-in constant"
@@ -285,9 +299,14 @@ def find_uses(seeds: list[Seed], tree: Path) -> None:
             continue
         for name in set(word.findall(text)):
             seed = macros[name]
-            if path == seed.file and int(num) == seed.line:
+            if path == seed.file and int(num) in seed.lines:
                 continue
-            seed.uses.append(Use(path, int(num), text.strip()))
+            seed.uses.append(_use(seed, path, int(num), text))
+
+
+def _use(seed: Seed, path: str, num: int, text: str) -> Use:
+    in_ms = re.search(r"msecs_to_jiffies\(\s*" + re.escape(seed.name) + r"\s*\)", text)
+    return Use(path, num, text.strip(), seed.jiffies if in_ms and seed.jiffies else "V")
 
 
 def _const_uses(seed: Seed, tree: Path) -> None:
@@ -298,4 +317,4 @@ def _const_uses(seed: Seed, tree: Path) -> None:
     for i, text in enumerate(lines, 1):
         code = _COMMENT.sub(" ", text)
         if i != seed.line and not text.lstrip().startswith("*") and word.search(code):
-            seed.uses.append(Use(seed.file, i, text.strip()))
+            seed.uses.append(_use(seed, seed.file, i, text))

@@ -84,8 +84,11 @@ def test_index_mask_into_address_is_unsafe(catalog: Catalog) -> None:
     assert "memory address" in reason(catalog, "TABLE_SIZE")
 
 
-def test_ilog2_is_non_affine(catalog: Catalog) -> None:
-    assert "non-affine" in reason(catalog, "SCALE_LOG")
+def test_ilog2_is_log2_of_a_power_of_two(catalog: Catalog) -> None:
+    knob = catalog.knob("SCALE_LOG")  # x / 8 compiled as 'shr $3'
+    (s,) = knob.sites
+    assert (s.function, s.expr, s.expected_default) == ("scaled", "log2(V)", 3)
+    assert [c.kind for c in knob.domain.constraints] == ["pow2"]
 
 
 def test_value_live_across_call_gets_conservative_span(catalog: Catalog) -> None:

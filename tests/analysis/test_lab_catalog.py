@@ -14,7 +14,8 @@ from autotune.core.catalog import Catalog, MemoryLocation
 NAMES = ["TCP_INIT_CWND", "MAX_SOFTIRQ_RESTART", "BLK_MAX_REQUEST_COUNT", "TCP_DELACK_MAX",
          "PIPE_DEF_BUFFERS", "SBQ_WAKE_BATCH", "TCP_RTO_MIN", "SHRINK_BATCH", "EP_MAX_NESTS",
          "NFS4_POLL_RETRY_MAX", "MAX_NR_FOLIOS_PER_FREE", "SMC_TX_WORK_DELAY", "bfq_back_max",
-         "XFS_DISCARD_MAX_EXAMINE", "KFREE_DRAIN_JIFFIES"]
+         "XFS_DISCARD_MAX_EXAMINE", "KFREE_DRAIN_JIFFIES", "RCU_JIFFIES_FQS_DIV",
+         "bfq_stats_min_budgets", "bfq_late_stable_merging"]
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +101,38 @@ def test_select_with_sbb_is_not_a_mask(catalog: Catalog) -> None:
     assert not catalog.knob("KFREE_DRAIN_JIFFIES").domain.constraints
 
 
+def test_static_const_is_folded_like_a_macro(catalog: Catalog) -> None:
+    # block/bfq-iosched.c: static const int bfq_back_max = 16 * 1024; (bfq is a module) —
+    # its only use copies it into the member of the same name, bfqd->bfq_back_max, merged
+    # with bfq_back_penalty (2) into one movabs
+    knob = catalog.knob("bfq_back_max")
+    assert knob.default == 16384 and knob.source == "block/bfq-iosched.c:168"
+    (s,) = knob.sites
+    assert (s.module, s.function, s.synthesis, s.expr) == \
+        ("bfq", "bfq_init_queue", "register", "(V << 32) | 2")
+
+
+def test_static_const_compares_and_jiffies(catalog: Catalog) -> None:
+    # 'budgets_assigned < bfq_stats_min_budgets' (194) is 'cmp $193' in three functions
+    knob = catalog.knob("bfq_stats_min_budgets")
+    assert knob.default == 194 and {s.expr for s in knob.sites} == {"V-1"}
+    assert {s.function for s in knob.sites} == {"bfq_init_bfqq", "bfq_insert_requests",
+                                                 "bfq_bfqq_expire"}
+    # msecs_to_jiffies(bfq_late_stable_merging) folds to 150 jiffies at HZ=250, hoisted
+    s = site(catalog, "bfq_late_stable_merging", "bfq_setup_cooperator", 0xab)
+    assert (s.location, s.expr, s.expected_default) == ("eax", "((V+3) >> 2)", 150)
+
+
+def test_ilog2_divisor_is_a_pow2_log2_knob(catalog: Catalog) -> None:
+    # nr_cpu_ids / RCU_JIFFIES_FQS_DIV (256): 'shr $8'
+    knob = catalog.knob("RCU_JIFFIES_FQS_DIV")
+    s = site(catalog, "RCU_JIFFIES_FQS_DIV", "adjust_jiffies_till_sched_qs", 0x3a)
+    assert (s.location, s.expr, s.recompute_op, s.expected_default) == ("ebx", "log2(V)", "shr", 8)
+    assert [c.kind for c in knob.domain.constraints] == ["pow2"] and knob.domain.max <= 1 << 31
+
+
 def test_unsupported_and_absent_have_reasons(catalog: Catalog) -> None:
     assert "memory address" in reason(catalog, "MAX_NR_FOLIOS_PER_FREE")
     assert "default is 0" in reason(catalog, "SMC_TX_WORK_DELAY")
-    assert "static variable" in reason(catalog, "bfq_back_max")
     names = {k.name for k in catalog.knobs} | {u.name for u in catalog.unsupported}
     assert "XFS_DISCARD_MAX_EXAMINE" not in names  # absent in 6.12: neither knob nor unsupported
