@@ -8,7 +8,9 @@ kernel release (module) and by (template, site) hash (BPF objects).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autotune.core.errors import EnvironmentProblem
@@ -19,6 +21,7 @@ from kernel_runtime.sie.render import (
     render_refusal,
     render_site,
     render_span,
+    vmlinux_header,
 )
 
 
@@ -47,7 +50,10 @@ def compile_for_lab(version_dir: Path, sources: list[Rendered]) -> dict[str, byt
     release = _release(version_dir)
     btf = _headers(version_dir, release) / "vmlinux"
     cache = artifacts.build_dir(release) / "bpf"
-    return {r.object_name: compile_object(r, btf=btf, cache=cache).read_bytes() for r in sources}
+    vmlinux_header(btf, cache)  # once, before clang runs in parallel (one per core)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        paths = list(pool.map(lambda r: compile_object(r, btf=btf, cache=cache), sources))
+    return {r.object_name: p.read_bytes() for r, p in zip(sources, paths, strict=True)}
 
 
 def lab_payload(version_dir: Path) -> list[tuple[Path, str]]:
