@@ -27,7 +27,6 @@ FALLBACK_LINES = 3
 # below this, an exact immediate anywhere in a function is too likely a coincidence
 WHOLE_FUNCTION_MIN = 8
 AFTER_ROWS = 6  # instructions past a use's rows still tried when its own rows hold no match
-AFTER_ROWS = 6  # instructions past a use's rows still tried when its own rows hold no match
 
 
 @dataclass
@@ -118,11 +117,6 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
                         for text, width, why in candidates.match(ins, v0, scale, use.unit):
                             hits += add(key, ins, text, width, f"{why}; just after the use's rows",
                                         True)
-                if not hits:
-                    for key, ins in _after_rows(insns_cache, keys, ranges):
-                        for text, width, why in candidates.match(ins, v0, scale):
-                            hits += add(key, ins, text, width, f"{why}; just after the use's rows",
-                                        True)
                 if hits or v0 < WHOLE_FUNCTION_MIN:
                     continue
                 # GCC moved the immediate to a line of an inlined header (or hoisted it): take
@@ -138,27 +132,6 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
             if not any_rows:
                 out[seed.name].missing.append(where)
     return out, per_func
-
-
-def _after_rows(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
-                ranges: list[tuple[int, int]]) -> list[tuple[FuncKey, disasm.Insn]]:
-    """The few instructions right after each of a use's row ranges, in address order.
-
-    GCC often gives the compare or the argument load of a statement the next statement's
-    line, or the line of an inlined callee that consumes the value (``time`` of an inlined
-    ``get_curr_sync_buff``), so the immediate sits just past the use's own rows.
-    """
-    out: dict[tuple[FuncKey, int], disasm.Insn] = {}
-    for key in keys:
-        code = insns[key]
-        for _, end in ranges:
-            first = next((k for k, ins in enumerate(code) if ins.address >= end), len(code))
-            if first == 0 or not code[first - 1].address < end:
-                continue
-            for ins in code[first:first + AFTER_ROWS]:
-                if not any(a <= ins.address < b for a, b in ranges):
-                    out.setdefault((key, ins.address), ins)
-    return [(key, ins) for (key, _), ins in sorted(out.items(), key=lambda kv: kv[0][1])]
 
 
 def _after_rows(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
