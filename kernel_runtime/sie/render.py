@@ -108,7 +108,13 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
                             "save_offset and recompute_op")
     if knob.default is None:
         raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
-    defs = {"SIE_RECOMPUTE(s, iv)": f"((__u64)(s) {_RECOMPUTE[site.recompute_op]} (__u64)(iv))",
+    saved = "(__u64)(s)"
+    if site.recompute_op in ("shl", "shr"):
+        _check_shift_counts(knob, iv, width, where)
+        # a 32-bit 'shr' reads only the low half of the register: bits above it must not
+        # shift down into the result
+        saved = "((__u64)(s) & SIE_MASK)" if site.recompute_op == "shr" else saved
+    defs = {"SIE_RECOMPUTE(s, iv)": f"({saved} {_RECOMPUTE[site.recompute_op]} (__u64)(iv))",
             "SIE_EXPECTED_IV": f"{iv.evaluate(knob.default, width):#x}ULL"}
     if isinstance(site.location, MemoryLocation):
         if site.save_input is not None:
@@ -118,6 +124,22 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
     return defs | {"SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
                    "SIE_INPUT_REG": str(reg_index(site.save_input or site.location)),
                    "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}
+
+
+def _check_shift_counts(knob: Knob, iv: expr.Expr, width: str, where: str) -> None:
+    """IV is a shift count here (``shl/shr $IV``, often log2(V)): every value the domain
+    allows must keep it a valid count for the register, or the write would be undefined."""
+    bits = _BITS[width]
+    values = knob.domain.allowed_values() or [knob.domain.min, knob.domain.max]
+    for v in values:
+        try:
+            count = iv.evaluate(v, "s64")
+        except BadInputError as e:
+            raise BadInputError(f"{where}: V={v} in the domain gives no shift count ({e}): "
+                                "narrow the domain") from None
+        if not 0 <= count < bits:
+            raise BadInputError(f"{where}: V={v} in the domain gives shift count {count}, outside "
+                                f"0..{bits - 1} for {width}: narrow the domain")
 
 
 def _with_defines(defs: dict[str, str], template: str) -> str:

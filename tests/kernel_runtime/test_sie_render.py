@@ -188,3 +188,40 @@ def test_local_controller_includes_sie_only_where_it_works() -> None:
     else:
         assert "sie" not in controller.backends
         assert left == [("PIPE_DEF_BUFFERS", "no sie backend on this target")] and not ok
+
+
+def log2_knob(**domain: object) -> Knob:
+    """SHRINK_DIVISOR's shape: 'shr $4, %esi' where x / V is a shift by log2(V), V0 = 16."""
+    knob = synthetic("save-recompute", location="esi", save_offset=0, recompute_op="shr",
+                     expr="log2(V)", expected_default=4)
+    return knob.model_copy(update={"default": 16, "domain": knob.domain.model_validate(
+        {"min": 1, "max": 64, "constraints": [{"kind": "pow2", "reason": "ilog2"}]} | domain)})
+
+
+def test_log2_shift_site_renders_a_masked_bounded_shift() -> None:
+    knob = log2_knob()
+    src = render.render_site(knob, knob.sites[0], 0).source
+    assert "#define SIE_EXPECTED_IV 0x4ULL" in src
+    # the 32-bit shr's input: only its low half shifts (upper garbage must not shift down)
+    assert "#define SIE_RECOMPUTE(s, iv) (((__u64)(s) & SIE_MASK) >> (__u64)(iv))" in src
+    iv_line = next(line for line in src.splitlines() if line.startswith("#define SIE_IV(v)"))
+    assert "__builtin" not in iv_line and ">= 64ULL" in iv_line
+
+
+@pytest.mark.parametrize(("domain", "why"), [
+    ({"max": 1 << 40}, "shift count 32, outside 0..31"),
+    ({"min": 0, "max": 64, "constraints": []}, "gives no shift count"),
+])
+def test_log2_shift_domain_must_keep_a_valid_count(domain: dict[str, object], why: str) -> None:
+    knob = log2_knob(**domain)
+    with pytest.raises(BadInputError, match=why):
+        render.render_site(knob, knob.sites[0], 0)
+
+
+def test_log2_site_compiles_for_bpf(lab_headers: Path, tmp_path: Path) -> None:
+    knob = log2_knob()
+    obj = render.compile_object(render.render_site(knob, knob.sites[0], 0),
+                                btf=lab_headers / "vmlinux", cache=tmp_path)
+    dump = subprocess.run(["llvm-objdump", "-d", str(obj)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "sie_site" in dump and ">>=" in dump  # the recompute is a real BPF shift
