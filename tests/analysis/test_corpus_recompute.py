@@ -16,7 +16,7 @@ from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
-NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE"]
+NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE"]
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,9 @@ def test_add_whose_flags_are_read_is_refused(catalog: Catalog) -> None:
 
 def test_indexed_lea_is_refused(catalog: Catalog) -> None:
     assert "indexed or rip-relative address is no single input register" in reason(catalog, "INDEXED_AGE")
+
+
+def test_constant_consumed_by_an_inlined_callee(catalog: Catalog) -> None:
+    (s,) = catalog.knob("FLUSH_AGE").sites
+    assert (s.function, s.synthesis, s.location, s.expr) == ("next_due", "save-recompute", "rax", "-(V)")
+    assert s.expected_default == (-500) % (1 << 64)

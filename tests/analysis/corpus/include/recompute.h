@@ -6,4 +6,22 @@
 #define FLAG_ADD 777
 #define EXPIRE_AGE 30000
 #define INDEXED_AGE 30000
+#define FLUSH_AGE 500
+
+struct buf_like {
+	unsigned long firstuse;
+	void *sb;
+};
+
+/* The constant arrives as ``time``: GCC gives its 'sub' this line, not the caller's. */
+static inline void *due_buf(struct buf_like *b, unsigned long now, unsigned long time)
+{
+	void *sb = b->sb;
+
+	if (sb && (long)(now - b->firstuse - time) >= 0) {
+		b->sb = 0;
+		return sb;
+	}
+	return 0;
+}
 #endif

@@ -3,6 +3,8 @@
 #include "../include/recompute.h"
 
 extern int work(int);
+extern unsigned long jiffies_like;
+extern void lock_like(void *);
 
 struct task_like {
 	unsigned long pad[3];
@@ -43,4 +45,11 @@ __attribute__((noinline)) long expired_before(long now, long *limit)
 __attribute__((noinline)) long indexed_age(long now)
 {
 	return work((int)now) + now - INDEXED_AGE;
+}
+
+/* sub $FLUSH_AGE, %rax three instructions past the call line's rows (ip_vs's sync flush). */
+__attribute__((noinline)) void *next_due(struct buf_like *b)
+{
+	lock_like(b);
+	return due_buf(b, jiffies_like, FLUSH_AGE);
 }
