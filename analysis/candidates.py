@@ -16,6 +16,7 @@ from autotune.core import expr as exprs
 
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
 _WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+SHIFT_COUNT_MAX = 32  # a default below this may be a shift count (IV = 1 << V)
 # (expression template over the scaled default B, why GCC emits it)
 _AFFINE: list[tuple[str, str]] = [
     ("V", "the value itself"),
@@ -49,6 +50,8 @@ def encodings(v0: int, scale: int = 1, unit: str = "V") -> list[tuple[str, str]]
     for template, why in _AFFINE:
         text = template.replace("V", f"V*{scale}") if scale != 1 else template
         out.append((text if unit == "V" else text.replace("V", f"({unit})"), why))
+    if scale == 1 and unit == "V" and 0 < v0 < SHIFT_COUNT_MAX:
+        out.append(("1 << V", "V is a shift count: 'x += 1 << V' adds the power of two"))
     return out
 
 

@@ -144,6 +144,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                                          f"{func.name}+{flow.shift_use - base:#x}"))
     if mn in ("shl", "sal", "shr", "sar"):
         res.constraints.append(("shift", f"V is the shift amount of '{mn}'"))
+    if "<< V" in cand.expr:
+        res.constraints.append(("shift", f"'{mn} {s.op_str}' holds 1 << V: V is a shift count"))
     select = k > 0 and insns[k - 1].mnemonic == "sbb"  # 'sbb r,r; and $c': a select, not a mask
     if flow.mask_use or (mn == "and" and cand.expr == "V-1" and not select):
         res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))

@@ -16,7 +16,8 @@ from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
-NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE"]
+NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
+         "EWMA_FACTOR"]
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,11 @@ def test_constant_consumed_by_an_inlined_callee(catalog: Catalog) -> None:
     (s,) = catalog.knob("FLUSH_AGE").sites
     assert (s.function, s.synthesis, s.location, s.expr) == ("next_due", "save-recompute", "rax", "-(V)")
     assert s.expected_default == (-500) % (1 << 64)
+
+
+def test_shift_count_constant_adds_a_power_of_two(catalog: Catalog) -> None:
+    knob = catalog.knob("EWMA_FACTOR")
+    (s,) = knob.sites
+    assert (s.function, s.expr, s.expected_default) == ("update_ewma", "1 << V", 16)
+    assert (s.location, s.save_input, s.recompute_op) == ("eax", "rdx", "add")
+    assert knob.domain.max <= 31

@@ -7,6 +7,7 @@
 #define EXPIRE_AGE 30000
 #define INDEXED_AGE 30000
 #define FLUSH_AGE 500
+#define EWMA_FACTOR 4
 
 struct buf_like {
 	unsigned long firstuse;

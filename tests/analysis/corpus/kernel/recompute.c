@@ -53,3 +53,13 @@ __attribute__((noinline)) void *next_due(struct buf_like *b)
 	lock_like(b);
 	return due_buf(b, jiffies_like, FLUSH_AGE);
 }
+
+/* add $(1 << EWMA_FACTOR), %eax: the constant is a shift count (blk-mq's dispatch-busy EWMA). */
+__attribute__((noinline)) void update_ewma(unsigned int *ewma, int busy)
+{
+	unsigned int e = *ewma * 7;
+
+	if (busy)
+		e += 1 << EWMA_FACTOR;
+	*ewma = e / 8;
+}
