@@ -1,31 +1,23 @@
 """The oracle: recompile only the affected objects at two other values and diff.
 
-For each object holding a site, the kernel's own compile command (recorded by kbuild in
-``.<obj>.o.cmd``, with the shipped config and Debian's gcc 12) is re-run three times: at
-the default and at two values whose encodings differ. The shared tree is never edited:
-the changed definition and the compiled ``.c`` file are copied into a private overlay
-directory searched before the tree. A site is confirmed when the instruction it names
-changes exactly as its IV = f(V) predicts at both values; otherwise it is refuted and
-dropped. Immediates that change where no site points are reported as uncovered.
+For each object holding a site, ``recompile`` builds it at the default and at two values
+whose encodings differ (another pair when GCC reshapes a function at the first). A site is
+confirmed when the instruction it names changes exactly as its IV = f(V) predicts at both
+values; otherwise it is refuted and dropped. Immediates that change where no site points
+are promoted to sites when ``promote`` explains them, else reported as uncovered.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import disasm, kernel_tree, objdiff, promote
+from analysis import disasm, kernel_tree, objdiff, promote, recompile
 from analysis.elfimage import Image
 from analysis.find_sites import SeedSites
 from analysis.kernel_files import KernelFiles
-from analysis.seeds import Seed
 from autotune.core import expr as exprs
 from autotune.core.errors import EnvironmentProblem
 
@@ -46,109 +38,6 @@ class OracleReport:
     problem: str = ""
 
 
-def variant_values(v0: int, pow2: bool) -> tuple[int, int]:
-    """Two values whose encodings differ from V0's and from each other's."""
-    if pow2 or (v0 >= 2 and v0 & (v0 - 1) == 0):
-        return v0 * 2, v0 * 4
-    return 2 * v0 + 1, 3 * v0 + 2
-
-
-def rewrite_line(seed: Seed, line: str, value: int) -> str:
-    """The seed's definition (or literal) line with V0 replaced by ``value``.
-
-    A multi-line ``#define`` becomes one line here; ``build_variants`` blanks the others.
-    """
-    if seed.kind == "const":
-        return re.sub(r"=\s*[^;]+;", f"= ({value});", line, count=1)
-    if seed.kind == "macro" and re.match(r"\s*#\s*define\s+\w+\s", line):
-        body = seed.body
-        if "unsigned" in body:
-            new = f"((unsigned)({value}))"
-        elif re.search(r"\d+UL?\)?\s*$", body):
-            new = f"({value}{'UL' if 'UL' in body else 'U'})"
-        else:
-            new = f"({value})"
-        if len(seed.lines) > 1:
-            return f"#define {seed.name} {new}\n"
-        return line.replace(body, new, 1)
-    literal = re.compile(r"(?<![\w.])" + str(seed.default) + r"(?![\w.])")
-    hits = list(literal.finditer(line))
-    if not hits:
-        raise EnvironmentProblem(f"{seed.source}: literal {seed.default} not found to rewrite")
-    m = hits[0] if seed.kind == "macro" else hits[-1]
-    return line[:m.start()] + str(value) + line[m.end():]
-
-
-def compile_command(tree: Path, obj: str) -> list[str]:
-    """kbuild's exact gcc command for ``obj`` (building it once if needed)."""
-    cmd_file = tree / Path(obj).parent / f".{Path(obj).name}.cmd"
-    with kernel_tree.tree_lock(tree):
-        if not cmd_file.exists():
-            res = subprocess.run(["make", "-s", obj], cwd=tree, capture_output=True, text=True,
-                                 check=False)
-            if res.returncode != 0 or not cmd_file.exists():
-                raise EnvironmentProblem(f"make {obj} failed: {res.stderr.strip()[-200:]}")
-    first = cmd_file.read_text().splitlines()[0]
-    return shlex.split(first.split(":=", 1)[1].split(";")[0])
-
-
-def _overlay_command(cmd: list[str], tree: Path, obj: str, overlay: Path, changed: str,
-                     out: Path) -> list[str]:
-    src = str(Path(obj).with_suffix(".c"))
-    new: list[str] = []
-    first_include = True
-    for tok in cmd:
-        if tok.startswith("-Wp,-MMD"):
-            continue
-        if tok.startswith("-I") and first_include:
-            first_include = False
-            root = next((r for r in _include_roots(cmd) if changed.startswith(r + "/")), None)
-            if root:
-                new.append(f"-I{overlay / root}")
-        new.append(tok)
-    i = new.index("-o")
-    new[i + 1] = str(out)
-    new[new.index(src)] = str(overlay / src)
-    return [*new, f"-iquote{tree / Path(src).parent}", "-g0"]
-
-
-def _include_roots(cmd: list[str]) -> list[str]:
-    return [t[2:].removeprefix("./") for t in cmd if t.startswith("-I")]
-
-
-def build_variants(tree: Path, seed: Seed, obj: str, values: list[int], work: Path,
-                   jobs: int) -> list[Path]:
-    """Compile ``obj`` once per value (the first being V0) into private overlays."""
-    cmd = compile_command(tree, obj)
-    src = str(Path(obj).with_suffix(".c"))
-    lines = (tree / seed.file).read_text(errors="replace").splitlines(keepends=True)
-
-    def one(k: int, value: int) -> Path:
-        overlay = work / f"v{k}"
-        # the whole directory: quoted includes (unity builds such as kernel/sched's) must
-        # resolve to the overlay's copies, not the tree's
-        for rel_dir in {Path(src).parent, Path(seed.file).parent}:
-            (overlay / rel_dir).mkdir(parents=True, exist_ok=True)
-            for f in (tree / rel_dir).iterdir():
-                if f.suffix in (".c", ".h") and f.is_file():
-                    shutil.copyfile(f, overlay / rel_dir / f.name)
-        changed = list(lines)
-        changed[seed.line - 1] = rewrite_line(seed, lines[seed.line - 1], value)
-        for n in seed.lines[1:]:  # continuation lines (kept as blank lines: line numbers hold)
-            changed[n - 1] = "\n"
-        (overlay / seed.file).write_text("".join(changed))
-        out = overlay / "out.o"
-        res = subprocess.run(_overlay_command(cmd, tree, obj, overlay, seed.file, out), cwd=tree,
-                             capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise EnvironmentProblem(f"oracle compile of {obj} at {seed.name}={value} failed: "
-                                     f"{res.stderr.strip()[-300:]}")
-        return out
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, range(len(values)), values))
-
-
 def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites, *,
                 jobs: int) -> OracleReport:
     """Confirm or refute every site of one seed; refuted sites are dropped from ``found``."""
@@ -160,9 +49,8 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
     live = [r for r in found.results if r.site is not None]
     if not live or seed.default is None:
         return report
-    pow2 = any(k == "pow2" for r in live for k, _ in r.constraints)
-    v1, v2 = variant_values(seed.default, pow2)
-    report.values = (v1, v2)
+    kinds = {k for r in live for k, _ in r.constraints}
+    pairs = recompile.value_pairs(seed.default, pow2="pow2" in kinds, shift="shift" in kinds)
     tree = kernel_tree.prepared_tree(kernel.source, kernel.config, jobs=jobs)
     by_obj: dict[str, list] = {}
     for r in live:
@@ -175,20 +63,15 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
     with tempfile.TemporaryDirectory(prefix="oracle-", dir=kernel_tree.analysis_cache()) as tmp:
         for obj, results in sorted(by_obj.items()):
             report.objects.append(obj)
-            work = Path(tmp) / obj.replace("/", "_")
-            objs = build_variants(tree, seed, obj, [seed.default, v1, v2], work, jobs)
-            builds = [objdiff.functions(o) for o in objs]
-            changes, reshaped = objdiff.diff(builds)
-            # a function whose instructions (not only immediates) differ computes something
-            # with V that no site rewrites: 'x *= V-1' as 'lea (,%r,8); sub' at V=8, as
-            # 'shl $4; sub' at V=16 (BLK_MQ_DISPATCH_BUSY_EWMA_WEIGHT)
-            report.uncovered += [f"{obj}:{name} reshaped (V changes its instructions, not only "
-                                 "immediates)" for name in reshaped]
-            values = (seed.default, v1, v2)
+            variants = recompile.Variants(tree, seed, obj, Path(tmp) / obj.replace("/", "_"),
+                                          jobs)
+            trial = _choose(variants, seed.default, pairs, obj, report)
+            if report.values == (0, 0):
+                report.values = trial.values[1:]  # type: ignore[assignment]
             image = images[results[0].candidate.module]
-            left = _match(results, changes, values, report, builds[0], image)
+            left = _match(results, trial.changes, trial.values, report, trial.builds[0], image)
             for change in left:
-                promoted = promote.promote(change, builds[0], image, values, obj)
+                promoted = promote.promote(change, trial.builds[0], image, trial.values, obj)
                 if promoted is None:
                     report.uncovered.append(f"{obj}:{change.describe()}")
                     continue
@@ -197,6 +80,51 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
                 report.discovered += 1
     report.seconds = time.monotonic() - t0
     return report
+
+
+@dataclass
+class _Trial:
+    """The builds of one object at (V0, a, b) and their diff."""
+
+    values: tuple[int, int, int]
+    builds: list[dict[str, list[disasm.Insn]]]
+    changes: list[objdiff.Change]
+    reshaped: list[str]
+
+    def changed(self) -> set[tuple[str, int]]:
+        """(function, V0 index) of every changed immediate outside reshaped functions."""
+        return {(c.function, c.index) for c in self.changes if c.function not in self.reshaped}
+
+
+def _choose(variants: recompile.Variants, v0: int, pairs: list[tuple[int, int]], obj: str,
+            report: OracleReport) -> _Trial:
+    """The first value pair at which no function is reshaped (else the least reshaping one).
+
+    A later pair only stands in for an earlier one if it moves every immediate the earlier
+    pair moved: small steps (V0+1) can leave a derived value such as V/1000 unchanged, and an
+    unseen use is an untuned copy. What an earlier pair moved and the chosen one did not is
+    reported as uncovered; so is every function the chosen pair reshapes.
+    """
+    trials: list[_Trial] = []
+    for a, b in pairs:
+        values = (v0, a, b)
+        builds = [objdiff.functions(o) for o in variants.build(list(values))]
+        changes, reshaped = objdiff.diff(builds)
+        trials.append(_Trial(values, builds, changes, reshaped))
+        if not reshaped:
+            break
+    best = min(trials, key=lambda t: len(t.reshaped))
+    for t in trials:
+        for fn, idx in sorted(t.changed() - best.changed()):
+            report.uncovered.append(f"{obj}:{fn} #{idx} changes at V={t.values[1]},"
+                                    f"{t.values[2]} but not at V={best.values[1]},"
+                                    f"{best.values[2]}")
+    # a function whose instructions (not only immediates) differ computes something with V
+    # that no site rewrites: 'x *= V-1' as 'lea (,%r,8); sub' at V=8, as 'shl $4; sub' at
+    # V=16 (BLK_MQ_DISPATCH_BUSY_EWMA_WEIGHT)
+    report.uncovered += [f"{obj}:{name} reshaped (V changes its instructions, not only "
+                         "immediates)" for name in best.reshaped]
+    return best
 
 
 def _predicts(expr_text: str, width: str, values: tuple[int, ...], imms: tuple[int, ...]) -> bool:

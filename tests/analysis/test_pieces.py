@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import oracle, promote, seeds
+from analysis import promote, recompile, seeds
 
 MACROS = seeds.known_macros(250)
 
@@ -20,21 +20,33 @@ def test_defaults_fold_at_config_hz() -> None:
 
 
 def test_rewrite_keeps_type_of_definition() -> None:
+    # (SCHED_CAPACITY_SCALE / 100) is a long: a plain (21) would make GCC emit int
+    # arithmetic (lea ecx) where the shipped code has long (add r14), even at V0
+    seed = seeds.Seed("UTIL_EST_MARGIN", "macro", "kernel/sched/fair.c", 1,
+                      "(SCHED_CAPACITY_SCALE / 100)", 10)
+    line = "#define UTIL_EST_MARGIN (SCHED_CAPACITY_SCALE / 100)\n"
+    assert recompile.rewrite_line(seed, line, 21) == \
+        "#define UTIL_EST_MARGIN ((__typeof__((SCHED_CAPACITY_SCALE / 100)))(21))\n"
     seed = seeds.Seed("TCP_DELACK_MAX", "macro", "include/net/tcp.h", 1, "((unsigned)(HZ/5))", 50)
     line = "#define TCP_DELACK_MAX\t((unsigned)(HZ/5))\t/* maximal time to delay */\n"
-    assert oracle.rewrite_line(seed, line, 101) == \
+    assert recompile.rewrite_line(seed, line, 101, typed=False) == \
         "#define TCP_DELACK_MAX\t((unsigned)(101))\t/* maximal time to delay */\n"
     seed = seeds.Seed("TCP_MAX_QUICKACKS", "macro", "x.h", 1, "16U", 16)
-    assert oracle.rewrite_line(seed, "#define TCP_MAX_QUICKACKS\t16U\n", 33) == \
+    assert recompile.rewrite_line(seed, "#define TCP_MAX_QUICKACKS\t16U\n", 33, typed=False) == \
         "#define TCP_MAX_QUICKACKS\t(33U)\n"
     lit = seeds.Seed("delta *= 4", "literal", "mm/shrinker.c", 1, "delta *= 4;", 4)
-    assert oracle.rewrite_line(lit, "\tdelta *= 4;\n", 9) == "\tdelta *= 9;\n"
+    assert recompile.rewrite_line(lit, "\tdelta *= 4;\n", 9) == "\tdelta *= 9;\n"
 
 
-def test_variant_values_differ_and_keep_pow2() -> None:
-    assert oracle.variant_values(16, pow2=False) == (32, 64)
-    v1, v2 = oracle.variant_values(10, pow2=False)
-    assert len({10, v1, v2}) == 3 and v1 & (v1 - 1) and v2 > v1
+def test_value_pairs_differ_and_respect_shape() -> None:
+    assert recompile.value_pairs(16)[0] == (32, 64)
+    first, *later = recompile.value_pairs(10)
+    assert len({10, *first}) == 3 and first[0] & (first[0] - 1) and first[1] > first[0]
+    assert later and all(len({10, a, b}) == 3 for a, b in later)
+    # a shift count stays below 32 (x << 32 on an int makes GCC drop the shift)
+    assert all(0 < v <= 31 for p in recompile.value_pairs(8, shift=True) for v in p)
+    assert recompile.value_pairs(8, shift=True)[0] == (9, 16)
+    assert all(v & (v - 1) == 0 for p in recompile.value_pairs(8, pow2=True) for v in p)
 
 
 def test_affine_fit_and_render() -> None:
