@@ -13,10 +13,14 @@ Grammar (C precedence, lowest first)::
     and    := shift ('&' shift)*
     shift  := sum (('<<' | '>>') sum)*
     sum    := prod (('+' | '-') prod)*
-    prod   := unary ('*' unary)*
+    prod   := unary ('*' unary | '/' INT)*
     unary  := ('-' | '~') unary | atom
     atom   := 'V' | INT | '(' expr ')' | WIDTH '(' expr ')' | 'log2' '(' expr ')'
     WIDTH  := 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64'
+
+``x / N`` divides x, read as an unsigned 64-bit value, by a positive integer literal: a time
+constant divided into another unit (``BFQ_MIN_TT / NSEC_PER_USEC``) is compiled as V/1000.
+Only a literal divisor is allowed (no division by zero, and BPF has unsigned division).
 
 ``log2(x)`` is the kernel's ``ilog2``: the floor of the base-2 logarithm of a positive x. GCC
 turns ``x / V`` and ``x * V`` for a power-of-two V into a shift by ilog2(V), so a knob whose
@@ -39,8 +43,8 @@ WIDTHS: dict[str, tuple[int, bool]] = {
     "s64": (64, True),
 }
 _C_TYPES = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64", "s32": "__s32", "s64": "__s64"}
-_TOKEN = re.compile(r"\s*(0x[0-9a-fA-F]+|\d+|<<|>>|[A-Za-z_][A-Za-z0-9_]*|[-+*&|^~()])")
-_BINARY_LEVELS: list[tuple[str, ...]] = [("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*",)]
+_TOKEN = re.compile(r"\s*(0x[0-9a-fA-F]+|\d+|<<|>>|[A-Za-z_][A-Za-z0-9_]*|[-+*/&|^~()])")
+_BINARY_LEVELS: list[tuple[str, ...]] = [("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/")]
 
 
 def wrap(value: int, width: str) -> int:
@@ -109,7 +113,7 @@ class _Parser:
         self.text = text
 
     def fail(self, why: str) -> BadInputError:
-        return BadInputError(f"expression {self.text!r}: {why} (allowed: V, integers, + - * << >> & | ^ ~, "
+        return BadInputError(f"expression {self.text!r}: {why} (allowed: V, integers, + - * / << >> & | ^ ~, "
                              f"parentheses, {'/'.join(WIDTHS)}(...), log2(...))")
 
     def peek(self) -> str | None:
@@ -134,6 +138,12 @@ class _Parser:
         node = self.binary(level + 1)
         while self.peek() in _BINARY_LEVELS[level]:
             op = self.take()
+            if op == "/":
+                tok = self.take()
+                if not tok[0].isdigit() or int(tok, 0) <= 0:
+                    raise self.fail(f"'/' needs a positive integer literal divisor, not {tok!r}")
+                node = Node(op, (node, Node("int", value=int(tok, 0))))
+                continue
             node = Node(op, (node, self.binary(level + 1)))
         return node
 
@@ -196,6 +206,7 @@ def _eval(node: Node, v: int) -> int:
         "+": lambda: x + y,
         "-": lambda: x - y,
         "*": lambda: x * y,
+        "/": lambda: (x & ((1 << 64) - 1)) // y,
         "<<": lambda: x << y,
         ">>": lambda: x >> y,
         "&": lambda: x & y,
@@ -219,6 +230,8 @@ def _c(node: Node, var: str) -> str:
         return f"((__s64)({_C_TYPES[op]}){_c(a[0], var)})"
     if op == "log2":
         return _c_log2(_c(a[0], var))
+    if op == "/":
+        return f"((__s64)((__u64){_c(a[0], var)} / {a[1].value}ULL))"
     return f"({_c(a[0], var)} {op} {_c(a[1], var)})"
 
 

@@ -29,7 +29,7 @@ def test_precedence_follows_c() -> None:
     assert parse("1 << 2 + 1").evaluate(0) == 8
 
 
-@pytest.mark.parametrize("bad", ["", "V +", "import os", "V / 2", "(V", "u32 V", "__import__('os')"])
+@pytest.mark.parametrize("bad", ["", "V +", "import os", "(V", "V / V", "u32 V", "__import__('os')"])
 def test_rejects_anything_outside_the_grammar(bad: str) -> None:
     with pytest.raises(BadInputError):
         parse(bad)
@@ -90,3 +90,14 @@ def test_c_rendering_agrees_with_evaluate(tmp_path) -> None:  # type: ignore[no-
         out = subprocess.run([str(tmp_path / "e"), str(v)], capture_output=True, text=True,
                              check=True).stdout.split()
         assert [int(x) for x in out] == [parse(t).evaluate(v, "s64") for t in texts], v
+
+
+def test_division_by_a_literal() -> None:
+    # BFQ_MIN_TT / NSEC_PER_USEC: the compiler folds it to V/1000 (truncating)
+    assert parse("V/1000").evaluate(2_000_999) == 2000
+    assert parse("V/1000000-8").evaluate(4_000_001, "s64") == -4
+    assert parse("V*5/256").evaluate(2048) == 40
+    assert "/ 1000ULL" in parse("V/1000").to_c("v")
+    for bad in ("V/0", "V/V", "V/(2)"):
+        with pytest.raises(BadInputError, match="positive integer literal"):
+            parse(bad)
