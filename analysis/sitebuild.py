@@ -69,6 +69,40 @@ def _save_input(s: disasm.Insn) -> str | None:
     return None
 
 
+def _signed_division(insns: list[disasm.Insn], k: int) -> tuple[int, str] | None:
+    """(first index, dividend register) when ``sar r, n`` at ``k`` ends GCC's signed
+    ``x / 2**n`` idiom, which biases a negative x by 2**n - 1 to round toward zero:
+    ``shr r, 63; add r, x; sar r, 1`` or ``lea r, [x + 2**n - 1]`` and ``test x, x`` (either
+    order), ``cmovns r, x``. The bias changes with n, so the site recomputes from x."""
+    r, n = insns[k].writes_reg, insns[k].imms[-1] if insns[k].imms else 0
+    if k < 3 or r is None:
+        return None
+    before = insns[k - 3:k]
+    ops = [[o.strip() for o in i.op_str.split(",")] for i in before]
+    names = [i.mnemonic for i in before]
+    if n == 1 and names[1:] == ["shr", "add"] and ops[1][0] == ops[2][0] == r \
+            and before[1].imms[-1:] in ((31,), (63,)):
+        return k - 2, ops[2][1]
+    if names[2] != "cmovns" or sorted(names[:2]) != ["lea", "test"] or ops[2][0] != r:
+        return None
+    lea = before[names.index("lea")]
+    if lea.mem is None or lea.writes_reg != r or lea.mem[1] != (1 << n) - 1:
+        return None
+    x = lea.mem[0]
+    test = ops[names.index("test")]
+    if not (_same_register(ops[2][1], x) and _same_register(test[0], x) and test[0] == test[1]):
+        return None
+    return k - 3, ops[2][1]
+
+
+def _same_register(a: str, b: str) -> bool:
+    """Whether two x86 register names are views of one general-purpose register."""
+    try:
+        return symstep.full_register(a)[0] == symstep.full_register(b)[0]
+    except (ValueError, KeyError):
+        return False
+
+
 def _stale_flags(insns: list[disasm.Insn], k: int, func_start: int, func_end: int) -> str:
     """Why recomputing ``insns[k]``'s result would be inexact: its flags are read later."""
     if not insns[k].writes_flags:
@@ -118,12 +152,20 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=s.next - base)])
         return res
-    if mn in _RECOMPUTE and (why := _stale_flags(insns, k, base, func.end)):
+    division = _signed_division(insns, k) if mn == "sar" and cand.expr == "log2(V)" else None
+    ends = [j for j in range(k + 1, min(k + 4, len(insns))) if insns[j].mnemonic == "sar"
+            and (d := _signed_division(insns, j)) is not None and d[0] <= k]
+    if ends:  # its 2**n - 1 bias is V-1 too, but the division's own site recomputes it
+        res.reason = (f"'{mn} {s.op_str}' at {func.name}+{s.address - base:#x} is the rounding "
+                      f"bias of a signed division by V (sar at +{insns[ends[0]].address - base:#x})")
+        return res
+    if (mn in _RECOMPUTE or division) and (why := _stale_flags(insns, k, base, func.end)):
         res.reason = f"{why} ({func.name}+{s.address - base:#x})"
         return res
     if s.mem is not None and s.writes_reg is None and mn in ("add", "sub"):
         return _memory_rmw(res, common, insns, k, v0)
-    if s.writes_reg is None or (mn not in ("mov", "movabs") and mn not in _RECOMPUTE):
+    if s.writes_reg is None or (mn not in ("mov", "movabs") and mn not in _RECOMPUTE
+                                and division is None):
         res.reason = f"immediate in '{mn} {s.op_str}' at {func.name}+{s.address - base:#x}"
         return res
     try:
@@ -131,6 +173,11 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     except ValueError as e:
         res.reason = f"{e} ({func.name}+{s.address - base:#x})"
         return res
+    save_at, op = s.address, _RECOMPUTE.get(mn)
+    if division is not None:  # the save sits before the rounding bias: the whole idiom recomputes
+        save_at, save_input = insns[division[0]].address, division[1]
+        common["cs_start"] = save_at - base
+        op = "sdiv_pow2"
     try:
         flow = symstep.step_after(code, base, s.next, s.writes_reg, func.end)
     except ValueError as e:
@@ -155,15 +202,15 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         spans = [SafeSpan(function=func.name, start=0, end=func.size, conservative=True)]
     else:
         end = next(i.next for i in insns if i.address == flow.live_until)
-        spans = [SafeSpan(function=func.name, start=s.address - base, end=end - base)]
+        spans = [SafeSpan(function=func.name, start=save_at - base, end=end - base)]
     recompute = mn not in ("mov", "movabs")
     if mn == "sub":
         _negate(common, v0, cand.width)
     res.site = Site(**common, cs_end=reader_at - base, probe_offset=probes[0], probe_offsets=probes,
                     location=s.writes_reg,
                     synthesis="save-recompute" if recompute else "register",
-                    save_offset=s.address - base if recompute else None,
-                    recompute_op=_RECOMPUTE[mn] if recompute else None,  # type: ignore[arg-type]
+                    save_offset=save_at - base if recompute else None,
+                    recompute_op=op if recompute else None,  # type: ignore[arg-type]
                     save_input=save_input, safe_spans=spans)
     return res
 

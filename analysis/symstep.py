@@ -57,7 +57,7 @@ def _project(code: bytes, base: int) -> Any:
                                    "entry_point": base})
 
 
-def _full_reg(name: str) -> tuple[str, int]:
+def full_register(name: str) -> tuple[str, int]:
     """(64-bit register, width in bits) of an x86 register name."""
     import archinfo
 
@@ -79,7 +79,7 @@ def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
     state = proj.factory.blank_state(
         addr=start, add_options={angr.options.SYMBOL_FILL_UNCONSTRAINED_REGISTERS,
                                  angr.options.SYMBOL_FILL_UNCONSTRAINED_MEMORY})
-    full, bits = _full_reg(reg)
+    full, bits = full_register(reg)
     iv = claripy.BVS("IV", bits)
     setattr(state.regs, full, iv.zero_extend(64 - bits) if bits < 64 else iv)
     current = {"addr": start}

@@ -117,7 +117,8 @@ class Site(_Strict):
     expected_default: int
     save_offset: int | None = None
     compare_operand: str | None = None
-    recompute_op: Literal["shl", "shr", "and", "or", "add", "mul"] | None = None
+    # sdiv_pow2: C's signed x / 2**IV (a negative x rounds toward zero), GCC's sar idiom
+    recompute_op: Literal["shl", "shr", "and", "or", "add", "mul", "sdiv_pow2"] | None = None
     # the register the save probe reads when it is not the location itself: the source of a
     # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst' (a memory location saves its cell)
     save_input: str | None = None

@@ -109,12 +109,19 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
     if knob.default is None:
         raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
     saved = "(__u64)(s)"
-    if site.recompute_op in ("shl", "shr"):
+    if site.recompute_op in ("shl", "shr", "sdiv_pow2"):
         _check_shift_counts(knob, iv, width, where)
         # a 32-bit 'shr' reads only the low half of the register: bits above it must not
         # shift down into the result
         saved = "((__u64)(s) & SIE_MASK)" if site.recompute_op == "shr" else saved
-    defs = {"SIE_RECOMPUTE(s, iv)": f"({saved} {_RECOMPUTE[site.recompute_op]} (__u64)(iv))",
+    if site.recompute_op == "sdiv_pow2":
+        # C's signed x / 2**iv: a negative x is biased by 2**iv - 1 so the arithmetic shift
+        # rounds toward zero, at the location's width
+        x = f"((__s64)(__s{_BITS[width]})(s))"
+        recompute = f"((__u64)(({x} + (({x} >> 63) & ((1LL << (iv)) - 1))) >> (iv)))"
+    else:
+        recompute = f"({saved} {_RECOMPUTE[site.recompute_op]} (__u64)(iv))"
+    defs = {"SIE_RECOMPUTE(s, iv)": recompute,
             "SIE_EXPECTED_IV": f"{iv.evaluate(knob.default, width):#x}ULL"}
     if isinstance(site.location, MemoryLocation):
         if site.save_input is not None:

@@ -17,7 +17,7 @@ from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
 NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
-         "EWMA_FACTOR"]
+         "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV"]
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,21 @@ def test_shift_count_constant_adds_a_power_of_two(catalog: Catalog) -> None:
     assert (s.function, s.expr, s.expected_default) == ("update_ewma", "1 << V", 16)
     assert (s.location, s.save_input, s.recompute_op) == ("eax", "rdx", "add")
     assert knob.domain.max <= 31
+
+
+@pytest.mark.parametrize("name, first", [("HALF_DIV", "shr"), ("QUARTER_DIV", "test")])
+def test_signed_division_recomputes_from_the_dividend(catalog: Catalog, name: str, first: str,
+                                                      corpus_elf: Path) -> None:
+    knob = catalog.knob(name)
+    (s,) = knob.sites
+    assert (s.synthesis, s.recompute_op, s.expr, s.expected_default) == \
+        ("save-recompute", "sdiv_pow2", "log2(V)", 1 if name == "HALF_DIV" else 2)
+    assert (s.location, s.save_input) == ("rax", "rbx") and s.save_offset == s.cs_start
+    assert [c.kind for c in knob.domain.constraints] == ["pow2"]
+    from analysis import disasm
+    from analysis.elfimage import Image
+
+    image = Image(corpus_elf)
+    func = next(iter(image.by_name(s.function)))
+    insns = {i.address - func.start: i for i in disasm.disassemble(image.code(func), func.start)}
+    assert insns[s.cs_start].mnemonic == first and insns[s.probe_offset].mnemonic == "add"

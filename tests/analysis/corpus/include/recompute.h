@@ -8,6 +8,8 @@
 #define INDEXED_AGE 30000
 #define FLUSH_AGE 500
 #define EWMA_FACTOR 4
+#define HALF_DIV 2
+#define QUARTER_DIV 4
 
 struct buf_like {
 	unsigned long firstuse;

@@ -63,3 +63,23 @@ __attribute__((noinline)) void update_ewma(unsigned int *ewma, int busy)
 		e += 1 << EWMA_FACTOR;
 	*ewma = e / 8;
 }
+
+/* Signed x / 2: 'shr $63; add; sar $1' (the shrinker's delta = freeable / 2). */
+__attribute__((noinline)) long half_of(long freeable, int idle)
+{
+	long delta = work(idle);
+
+	if (idle)
+		delta = freeable / HALF_DIV;
+	return delta + freeable;
+}
+
+/* Signed x / 4: 'test; lea 3(x); cmovns; sar $2': the rounding bias depends on the divisor. */
+__attribute__((noinline)) long quarter_of(long freeable, int idle)
+{
+	long delta = work(idle);
+
+	if (idle)
+		delta = freeable / QUARTER_DIV;
+	return delta + freeable;
+}
