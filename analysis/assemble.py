@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from analysis import find_sites
 from analysis.find_sites import SeedSites
-from analysis.sitebuild import SiteResult
 from autotune.core.catalog import Category, Constraint, Domain, Knob, Site, UnsupportedKnob
 
 _WIDTH_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0x7FFF_FFFF, "u64": 0x7FFF_FFFF, "s32": 0x7FFF_FFFF}
@@ -103,7 +103,9 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         why = "; ".join(sorted({r.reason for r in found.results if r.reason})[:2])
         return unsupported(f"no site: {why or 'no immediate on the uses lines encodes V0'}")
     assert seed.default is not None
-    constraints = [c for r in found.results if r.site is not None for c in _constraints(r)]
+    # promoted sites (log2 ones included) come from the oracle, after find_sites
+    constraints = [c for r in found.results if r.site is not None
+                   for c in find_sites.log2_constraints(r).constraints]
     knob = Knob(name=seed.name, subsystem=subsystem(seed.file),
                 category=category(seed.name, seed.body), default=seed.default,
                 description=f"{seed.file}:{seed.line}: {seed.body}"[:200],
@@ -120,13 +122,3 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         detail += f"; {len(found.missing)} uses without code in vmlinux"
     return knob, None, Coverage(seed.name, status, len(sites), detail)
 
-
-def _constraints(r: SiteResult) -> list[tuple[str, str]]:
-    """What a site imposes on V. At a shift by log2(V), V itself is no shift amount (the
-    width bound in ``domain`` keeps log2(V) a valid count) and only powers of two are exact."""
-    assert r.site is not None
-    if "log2" not in r.site.expr:
-        return r.constraints
-    where = f"{r.site.function}+{r.site.cs_start:#x}"
-    return [c for c in r.constraints if c[0] != "shift"] + [
-        ("pow2", f"V enters the code as a shift by ilog2(V) at {where}: only powers of two are exact")]

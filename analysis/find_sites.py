@@ -160,7 +160,20 @@ def _work(args: tuple[bytes, list[tuple[str, candidates.Candidate]], dict[str, i
     code, cands, defaults = args
     func = cands[0][1].function
     insns = disasm.disassemble(code, func.start)
-    return [(name, sitebuild.build(code, c, insns, defaults[name])) for name, c in cands]
+    return [(name, log2_constraints(sitebuild.build(code, c, insns, defaults[name])))
+            for name, c in cands]
+
+
+def log2_constraints(res: sitebuild.SiteResult) -> sitebuild.SiteResult:
+    """At a shift by log2(V), V is no shift amount (the domain's width bound keeps log2(V) a
+    valid count) and only powers of two are exact. Said here, before the oracle picks its
+    values from the constraints (powers of two, not V0+1)."""
+    if res.site is None or "log2" not in res.site.expr:
+        return res
+    where = f"{res.site.function}+{res.site.cs_start:#x}"
+    res.constraints = [c for c in res.constraints if c[0] not in ("shift", "pow2")] + [
+        ("pow2", f"V enters the code as a shift by ilog2(V) at {where}: only powers of two are exact")]
+    return res
 
 
 def _init_worker() -> None:
