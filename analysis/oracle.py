@@ -71,7 +71,8 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
             image = images[results[0].candidate.module]
             left = _match(results, trial.changes, trial.values, report, trial.builds[0], image)
             for change in left:
-                promoted = promote.promote(change, trial.builds[0], image, trial.values, obj)
+                promoted = promote.promote(change, trial.builds[0], image, trial.values, obj,
+                                           _held_out_check(variants, trial, change))
                 if promoted is None:
                     report.uncovered.append(f"{obj}:{change.describe()}")
                     continue
@@ -125,6 +126,28 @@ def _choose(variants: recompile.Variants, v0: int, pairs: list[tuple[int, int]],
     report.uncovered += [f"{obj}:{name} reshaped (V changes its instructions, not only "
                          "immediates)" for name in best.reshaped]
     return best
+
+
+def _held_out_check(variants: recompile.Variants, trial: _Trial, change: objdiff.Change
+                    ) -> Callable[[str, str], bool]:
+    """Whether a divided expression also predicts ``change``'s instruction at its held-out
+    values (two more builds), in a function GCC does not reshape there."""
+
+    def check(expr_text: str, width: str) -> bool:
+        extra = promote.held_out(trial.values[0], expr_text)
+        if extra is None:
+            return True
+        builds = [trial.builds[0], *(objdiff.functions(o) for o in variants.build(list(extra)))]
+        changes, reshaped = objdiff.diff(builds)
+        if change.function in reshaped:
+            return False
+        values = (trial.values[0], *extra)
+        hit = next((c for c in changes if (c.function, c.index) == (change.function,
+                                                                    change.index)), None)
+        imms = hit.imms if hit is not None else (change.imms[0],) * 3
+        return _predicts(expr_text, width, values, imms)
+
+    return check
 
 
 def _predicts(expr_text: str, width: str, values: tuple[int, ...], imms: tuple[int, ...]) -> bool:

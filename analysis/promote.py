@@ -1,15 +1,20 @@
-"""Turn an oracle change no site explained into a site, when it is affine in V (or V>>s).
+"""Turn an oracle change no site explained into a site, when it is a function of V.
 
 Three builds give three (V, immediate) points; if they lie on one integer line
 IV = a*V + b, the instruction encodes a derived value of the constant (``cmp $(8V-1)``,
-``and $(HZ/2-V)``). The object's function is aligned with the shipped one to find the
-same instruction in vmlinux, which must hold the default's immediate, and the usual span
-analysis then makes it a site. The affine fit is checked by the third point.
+``and $(HZ/2-V)``), checked by the third point. A constant divided into another unit
+(``BFQ_MIN_TT / NSEC_PER_USEC``) is V/d + b: three points leave d in an interval, so the
+roundest candidates are each tried at two held-out values d*k-1 and d*k, which only the
+exact d maps to different quotients. The object's function is aligned with the shipped one
+to find the same instruction in vmlinux, which must hold the default's immediate, and the
+usual span analysis then makes it a site.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable
 
 from analysis import disasm, sitebuild
 from analysis.candidates import Candidate
@@ -33,7 +38,10 @@ def fit(values: tuple[int, ...], imms: tuple[int, ...]) -> tuple[int, int] | Non
 
 
 def _signed(imm: int) -> int:
-    """Capstone shows some 32-bit immediates unsigned: fold them to the signed reading."""
+    """Capstone shows some immediates unsigned (32-bit ones, and 64-bit sign-extended ones
+    such as 'and $-6, %r13'): fold them to the signed reading."""
+    if (1 << 63) <= imm < (1 << 64):
+        return imm - (1 << 64)
     return imm - (1 << 32) if (1 << 31) <= imm < (1 << 32) else imm
 
 
@@ -44,24 +52,89 @@ def render(a: int, b: int) -> str:
 
 def expression(values: tuple[int, ...], imms: tuple[int, ...], shift_count: bool = False
                ) -> str | None:
-    """IV = f(V) through the three points: affine, a*log2(V)+b for the count of a shift
-    (``shift_count``) at power-of-two values, or V>>s (+b) for a divided constant."""
+    """The likeliest IV = f(V) through the three points (see ``expressions``)."""
+    found = expressions(values, imms, shift_count)
+    return found[0] if found else None
+
+
+def expressions(values: tuple[int, ...], imms: tuple[int, ...], shift_count: bool = False
+                ) -> list[str]:
+    """IV = f(V) through the three points, likeliest first: affine, a*log2(V)+b for the count
+    of a shift (``shift_count``) at power-of-two values, or V/d+b for a divided constant (several
+    divisors can fit three points: ``held_out`` values tell them apart)."""
     ab = fit(values, imms)
     if ab is not None:
-        return render(*ab)
+        return [render(*ab)]
     if shift_count and all(v > 0 and v & (v - 1) == 0 for v in values):
         # before V>>s: at V0, 2V0, 4V0 a count growing by one per doubling also fits V>>s+b
         # when V0 < 2^s, which is wrong at the next doubling
         ab = fit(tuple(v.bit_length() - 1 for v in values), imms)
         if ab is not None:
-            return render(*ab).replace("V", "log2(V)", 1)
+            return [render(*ab).replace("V", "log2(V)", 1)]
+    out = []
+    for d, b in divided(values, imms):
+        head = f"(V >> {d.bit_length() - 1})" if d & (d - 1) == 0 else f"V/{d}"
+        out.append(head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}")
+    return out
+
+
+def _cost(d: int) -> float:
+    """How unlikely ``d`` is as a divisor written in C: its significant digits, in bits, in
+    the cheaper of decimal (NSEC_PER_MSEC, 5000000) and binary (1024)."""
+    s10 = str(d).rstrip("0")
+    return min(2.5 * len(s10), (d >> ((d & -d).bit_length() - 1)).bit_length())
+
+
+def divided(values: tuple[int, ...], imms: tuple[int, ...], most: int = 3
+            ) -> list[tuple[int, int]]:
+    """(d, b) with imm = V/d + b (C's truncating division, d >= 2) at every point.
+
+    Three points bound d to an interval (each quotient is exact only to one unit); the
+    ``most`` roundest d in it come first, and ``held_out`` gives the values that prove one.
+    """
     signed = [_signed(i) for i in imms]
-    for shift in range(1, 7):
-        b = signed[0] - (values[0] >> shift)
-        if all((v >> shift) + b == i for v, i in zip(values, signed, strict=True)):
-            head = f"(V >> {shift})"
-            return head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}"
-    return None
+    if any(v < 0 for v in values):
+        return []
+    v0, i0 = values[0], signed[0]
+    k = max(range(1, len(values)), key=lambda j: abs(values[j] - v0))
+    dv, di = values[k] - v0, signed[k] - i0
+    if di < 2 or dv <= di:
+        return []
+    lo, hi = max(2, dv // (di + 1)), dv // (di - 1) + 1
+    if v0 // lo - v0 // hi > 10_000:
+        return []
+    found: set[int] = set()
+    for q0 in range(v0 // hi, v0 // lo + 1):  # V0/d: d's interval follows from each point
+        low, high = lo, hi
+        for v, i in zip(values, signed, strict=True):
+            q = q0 + i - i0  # v/d == q  <=>  v/(q+1) < d <= v/q
+            low = max(low, v // (q + 1) + 1) if q >= 0 else high + 1
+            high = min(high, v // q) if q > 0 else high
+        if low <= high:
+            found |= _round_in(low, high)
+    est = dv / di
+    fits = sorted(found, key=lambda d: (_cost(d), abs(d - est)))
+    return [(d, i0 - v0 // d) for d in fits[:most]]
+
+
+def _round_in(low: int, high: int) -> set[int]:
+    """The roundest integers of [low, high]: a few multiples of each power of ten and two."""
+    out = {low, high}
+    for p in [10 ** e for e in range(19)] + [1 << e for e in range(63)]:
+        first = -(-low // p) * p
+        out |= set(range(first, min(high, first + 2 * p) + 1, p))
+    return out
+
+
+def held_out(v0: int, expr_text: str) -> tuple[int, int] | None:
+    """For a divided expression (V/d, V>>s): the values d*k-1 and d*k that only the exact d
+    maps to k-1 and k. Three points cannot tell V/1000000 from V/999999; these two can."""
+    m = re.match(r"\(?V( >> |/)(\d+)", expr_text)
+    if m is None:
+        return None
+    d = 1 << int(m.group(2)) if m.group(1) == " >> " else int(m.group(2))
+    k = v0 // d + 2
+    return d * k - 1, d * k
 
 
 def obj_index(obj_insns: list[disasm.Insn], vm_insns: list[disasm.Insn], address: int
@@ -95,19 +168,27 @@ def _vm_instruction(change: Change, obj_insns: list[disasm.Insn], image: Image
 
 
 def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Image,
-            values: tuple[int, ...], obj: str) -> sitebuild.SiteResult | None:
-    """A verified site for ``change``, or None when it is not affine or not found in vmlinux."""
-    text = expression(values, change.imms, change.mnemonic in ("shl", "sal", "shr", "sar"))
-    if text is None or change.function not in obj_funcs or change.stack_frame:
+            values: tuple[int, ...], obj: str,
+            check: Callable[[str, str], bool] | None = None) -> sitebuild.SiteResult | None:
+    """A verified site for ``change``, or None when no expression explains it or the
+    instruction is not found in vmlinux. A divided expression (V/d) is kept only if
+    ``check(expr, width)`` confirms it at its ``held_out`` values; without ``check`` it is
+    never kept."""
+    texts = expressions(values, change.imms, change.mnemonic in ("shl", "sal", "shr", "sar"))
+    if not texts or change.function not in obj_funcs or change.stack_frame:
         return None
     found = _vm_instruction(change, obj_funcs[change.function], image)
     if found is None:
         return None
     code, vm, ins = found
+    width = _WIDTH.get(ins.imm_size, "u64")
+    text = next((t for t in texts if held_out(values[0], t) is None
+                 or (check is not None and check(t, width))), None)
+    if text is None:
+        return None
     func = image.function_at(ins.address)
     assert func is not None
-    cand = Candidate(func, ins, text, _WIDTH.get(ins.imm_size, "u64"),
-                     "found by the oracle: affine in V", f"{obj} (oracle)", False,
-                     obj[:-2] + ".c", image.module)
+    cand = Candidate(func, ins, text, width, "found by the oracle: a function of V",
+                     f"{obj} (oracle)", False, obj[:-2] + ".c", image.module)
     res = sitebuild.build(code, cand, vm, values[0])
     return res if res.site is not None else None

@@ -66,3 +66,21 @@ def test_file_line_seed_takes_last_literal(tmp_path: Path) -> None:
     (tmp_path / "kernel" / "a.c").write_text("int x;\n\tif (n > 2 * 17)\n")
     seed = seeds.file_line_seed("kernel/a.c:2", tmp_path)
     assert seed.kind == "literal" and seed.default == 17
+
+
+def test_divided_constants_fit_the_roundest_divisor_first() -> None:
+    # BFQ_MIN_TT / NSEC_PER_USEC at V = 2000000, 4000001, 6000002
+    assert promote.expressions((2_000_000, 4_000_001, 6_000_002), (2000, 4000, 6000)) == ["V/1000"]
+    # the select idiom 'and $(V/1000000 - 8)': capstone shows the 64-bit mask unsigned
+    fits = promote.expressions((2_000_000, 4_000_001, 6_000_002),
+                               (2**64 - 6, 2**64 - 4, 2**64 - 2))
+    assert "V/1000000-8" in fits[:2]
+    # three points leave the divisor in an interval: V/4980736 fits them too
+    fits = promote.expressions((100_000_000, 300_000_002, 500_000_003), (20, 60, 100))
+    assert fits[0] == "V/5000000" and len(fits) > 1
+    # the held-out pair tells d from d-1 and d+1: only V/d gives k-1, k there
+    lo, hi = promote.held_out(100_000_000, "V/5000000")  # type: ignore[misc]
+    assert (lo // 5_000_000, hi // 5_000_000) == (21, 22)
+    assert (lo // 4_999_999, hi // 5_000_001) != (21, 22)
+    assert promote.held_out(12, "(V >> 1)") == (15, 16)
+    assert promote.held_out(10, "V*8-1") is None
