@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import assemble, find_sites, kernel_tree, linetable, modules, seeds
+from analysis import assemble, find_sites, kernel_tree, linetable, modules, preproc, seeds
 from analysis.elfimage import Image
 from analysis.kernel_files import KernelFiles
 from autotune.core.catalog import Catalog, Knob, UnsupportedKnob, load_catalog
@@ -47,7 +47,8 @@ def catalogs_dir() -> Path:
     return path
 
 
-def seed_list(tsv: Path, names: list[str], tree: Path, hz: int) -> list[seeds.Seed]:
+def seed_list(tsv: Path, names: list[str], tree: Path, hz: int,
+              enabled: frozenset[str] | None = None) -> list[seeds.Seed]:
     """The paper's seeds (or only ``names`` among them / user NAME or file:line seeds)."""
     if not names and not tsv.exists():
         raise BadInputError(f"seed list {tsv} missing: name constants with --const NAME "
@@ -60,7 +61,7 @@ def seed_list(tsv: Path, names: list[str], tree: Path, hz: int) -> list[seeds.Se
             out.append(seeds.file_line_seed(name, tree))
         else:
             hint = rows.get(name, ("", ""))[0]
-            out.append(seeds.resolve(name, hint, tree, hz))
+            out.append(seeds.resolve(name, hint, tree, hz, enabled=enabled))
     seeds.find_uses(out, tree)
     return out
 
@@ -92,7 +93,8 @@ def analyze(kernel: KernelFiles, *, names: list[str], oracle: bool, jobs: int,
     progress("line table (cached per build-id)", 0, 0)
     table = linetable.line_table(kernel.vmlinux, kernel_tree.analysis_cache() / build_id)
     progress("resolving seeds in the source", 0, 0)
-    seed_objs = seed_list(tsv, names, kernel.source, kernel.hz)
+    seed_objs = seed_list(tsv, names, kernel.source, kernel.hz,
+                          preproc.enabled_options(kernel.config))
     macros = seeds.known_macros(kernel.hz)
     scales = {s.name: find_sites.scale_of(s, macros) for s in seed_objs}
     images = [(image, table)]

@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis import preproc
 from autotune.core.errors import BadInputError
 
 # Scanned for uses: what an x86-64 build can compile.
@@ -152,8 +153,10 @@ def _file_defines(path: Path) -> dict[str, str]:
     return out
 
 
-def _locate(tree: Path, name: str, hint: str) -> tuple[str, int, int, str, str] | None:
-    """(file, line, last line, kind, body) of NAME's definition, preferring the hinted file."""
+def _locate(tree: Path, name: str, hint: str, enabled: frozenset[str] | None = None
+            ) -> tuple[str, int, int, str, str] | None:
+    """(file, line, last line, kind, body) of NAME's definition, preferring the hinted file;
+    with the build's ``enabled`` config options, skipping definitions it compiles out."""
     start = re.compile(r"^\s*#\s*define\s+" + re.escape(name) + r"\b")
     variable = re.compile(r"^\s*static\s+((?:const\s+)?)([\w\s]*?)\b" + re.escape(name)
                           + r"\s*=\s*([^;]+);")
@@ -163,7 +166,10 @@ def _locate(tree: Path, name: str, hint: str) -> tuple[str, int, int, str, str] 
             lines = (tree / rel).read_text(errors="replace").splitlines()
         except OSError:
             return None
+        dead = preproc.dead_lines(lines, enabled) if enabled else set()
         for i, text in enumerate(lines):
+            if i in dead:
+                continue
             if start.match(text):
                 joined, last = _logical(lines, i)
                 m = _DEFINE.match(joined)
@@ -190,12 +196,14 @@ def _locate(tree: Path, name: str, hint: str) -> tuple[str, int, int, str, str] 
     return None
 
 
-def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "") -> Seed:
-    """Find one seed in the tree. ``literal_text``: an expression seed's source text."""
+def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "",
+            enabled: frozenset[str] | None = None) -> Seed:
+    """Find one seed in the tree. ``literal_text``: an expression seed's source text;
+    ``enabled``: the build's config options (a definition under a false #ifdef is skipped)."""
     macros = known_macros(hz)
     if literal_text or not re.fullmatch(r"\w+", name):
         return _resolve_literal(name, hint, tree, literal_text or name, macros)
-    found = _locate(tree, name, hint)
+    found = _locate(tree, name, hint, enabled)
     if found is None:
         return Seed(name, "absent", problem="not defined in this kernel's source (absent in 6.12)")
     rel, line, last, kind, body = found
