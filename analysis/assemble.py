@@ -106,11 +106,13 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
     # promoted sites (log2 ones included) come from the oracle, after find_sites
     constraints = [c for r in found.results if r.site is not None
                    for c in find_sites.log2_constraints(r).constraints]
+    dom = domain(seed.default, sites, constraints)
+    if report is not None and report.bound is not None:  # the oracle verified only below it
+        dom = dom.model_copy(update={"max": min(dom.max, report.bound[0])})
     knob = Knob(name=seed.name, subsystem=subsystem(seed.file),
                 category=category(seed.name, seed.body), default=seed.default,
                 description=f"{seed.file}:{seed.line}: {seed.body}"[:200],
-                domain=domain(seed.default, sites, constraints), backend="sie", source=src,
-                sites=sites)
+                domain=dom, backend="sie", source=src, sites=sites)
     verified = sum(s.verified == "oracle" for s in sites)
     status = "oracle-verified" if verified == len(sites) else "found"
     detail = f"{len(sites)} sites" + (f", {verified} oracle-verified" if verified else "")
@@ -118,6 +120,8 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         detail += f"; oracle V={report.values[0]},{report.values[1]} {report.seconds:.0f}s"
         if report.refuted:
             detail += f", {len(report.refuted)} refuted and dropped"
+        if report.bound is not None:
+            detail += f"; domain max {report.bound[0]}: {report.bound[1]}"
     if found.missing:
         detail += f"; {len(found.missing)} uses without code in vmlinux"
     return knob, None, Coverage(seed.name, status, len(sites), detail)

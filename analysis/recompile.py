@@ -36,7 +36,9 @@ def value_pairs(v0: int, *, pow2: bool = False, shift: bool = False) -> list[tup
     instruction looks V-independent and stays an untuned copy. The later pairs are for when
     GCC reshapes a function at the first (a derived value equal to another constant of the
     function gets merged with it: MAX_SLACK/1000000 = 200 at V=2*V0 beside a literal 200).
-    A shift count stays within 1..31, a pow2 constant stays a power of two.
+    The last pair lies below V0, for a value the code cannot hold above it (a 5-bit
+    bitfield); the oracle then bounds the domain by V0. A shift count stays within 1..31, a
+    pow2 constant stays a power of two.
     """
     if shift:
         pairs = [(v0 // 2, 2 * v0)] if pow2 else [(v0 + 1, min(2 * v0, SHIFT_MAX)),
@@ -44,10 +46,11 @@ def value_pairs(v0: int, *, pow2: bool = False, shift: bool = False) -> list[tup
         ok = [(a, b) for a, b in pairs if 0 < a <= SHIFT_MAX and 0 < b <= SHIFT_MAX]
         pairs = ok or [(v0 + 1, v0 + 2)]
     elif pow2 or (v0 >= 2 and v0 & (v0 - 1) == 0):
-        pairs = [(v0 * 2, v0 * 4), (v0 * 4, v0 * 8)]
+        pairs = [(v0 * 2, v0 * 4), (v0 * 4, v0 * 8), (v0 // 2, v0 // 4)]
     else:
-        pairs = [(2 * v0 + 1, 3 * v0 + 2), (3 * v0 + 2, 5 * v0 + 3), (5 * v0 + 3, 7 * v0 + 5)]
-    return [(a, b) for a, b in dict.fromkeys(pairs) if len({v0, a, b}) == 3]
+        pairs = [(2 * v0 + 1, 3 * v0 + 2), (3 * v0 + 2, 5 * v0 + 3), (5 * v0 + 3, 7 * v0 + 5),
+                 (v0 // 2, v0 // 3)]
+    return [(a, b) for a, b in dict.fromkeys(pairs) if len({v0, a, b}) == 3 and a > 0 < b]
 
 
 def rewrite_line(seed: Seed, line: str, value: int, typed: bool = True) -> str:
