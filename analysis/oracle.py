@@ -36,6 +36,8 @@ class OracleReport:
     uncovered: list[str] = field(default_factory=list)
     seconds: float = 0.0
     problem: str = ""
+    # (max, why): GCC reshaped the code above V0, so only values up to max were verified
+    bound: tuple[int, str] | None = None
 
 
 def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites, *,
@@ -115,6 +117,9 @@ def _choose(variants: recompile.Variants, v0: int, pairs: list[tuple[int, int]],
         if not reshaped:
             break
     best = min(trials, key=lambda t: len(t.reshaped))
+    if max(best.values[1:]) < v0 and trials[0].reshaped:
+        report.bound = (v0, f"GCC reshapes {trials[0].reshaped[0]} at V={trials[0].values[1]}: "
+                            f"verified at V={best.values[1]},{best.values[2]} <= {v0} only")
     for t in trials:
         for fn, idx in sorted(t.changed() - best.changed()):
             report.uncovered.append(f"{obj}:{fn} #{idx} changes at V={t.values[1]},"
