@@ -72,10 +72,17 @@ def match(insn: Insn, v0: int, scale: int = 1, unit: str = "V") -> list[tuple[st
                               "u64", "two 32-bit stores merged into one movabs (low half)"))
                 continue
         for text, why in encodings(v0, scale, unit):
-            if exprs.parse(text).evaluate(v0, width) == imm & _MASKS[size]:
+            # the value must fit the operand: 1281 is no 'mov $1' into a byte
+            if _fits(exprs.parse(text).evaluate(v0, "s64"), size) and \
+                    exprs.parse(text).evaluate(v0, width) == imm & _MASKS[size]:
                 found.append((text, width, why))
                 break
     return found
+
+
+def _fits(value: int, size: int) -> bool:
+    """Whether ``value`` is representable in ``size`` bytes, signed or unsigned."""
+    return -(1 << (8 * size - 1)) <= value < 1 << (8 * size)
 
 
 def match_log2(insn: Insn, v0: int) -> list[tuple[str, str, str]]:
