@@ -57,6 +57,8 @@ def encodings(v0: int, scale: int = 1, unit: str = "V") -> list[tuple[str, str]]
 
 def match(insn: Insn, v0: int, scale: int = 1, unit: str = "V") -> list[tuple[str, str, str]]:
     """(expr, width, why) for each way ``insn``'s immediates encode ``v0``."""
+    if scale == 1 and unit == "V" and (log2 := match_log2(insn, v0)):
+        return log2  # at V0 = 2 or 4 the count also reads as V-1 or V-2: a coincidence
     found: list[tuple[str, str, str]] = []
     size = insn.imm_size if insn.imm_size in _MASKS else 8
     width = _WIDTH[size]

@@ -107,11 +107,6 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
                     for ins in candidates.in_ranges(insns_cache[key], ranges):
                         for text, width, why in candidates.match(ins, v0, scale, use.unit):
                             hits += add(key, ins, text, width, why, fallback)
-                if scale == 1:  # also when an affine rule hit: 'sar 1' is V-1 at V0=2 too
-                    for key in keys:
-                        for ins in candidates.in_ranges(insns_cache[key], ranges):
-                            for text, width, why in candidates.match_log2(ins, v0):
-                                hits += add(key, ins, text, width, why, fallback)
                 if not hits:
                     for key, ins in _after_rows(insns_cache, keys, ranges):
                         for text, width, why in candidates.match(ins, v0, scale, use.unit):
