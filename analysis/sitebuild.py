@@ -63,7 +63,7 @@ def _save_input(s: disasm.Insn) -> str | None:
                              "is no single input register to save")
         return None if s.mem[0] == s.writes_reg else s.mem[0]
     if s.mnemonic == "imul" and len(ops) == 3 and ops[0] != ops[1]:
-        if s.mem is not None:
+        if s.mem is not None or "[" in ops[1]:  # an indexed operand has no Insn.mem
             raise ValueError(f"'{s.mnemonic} {s.op_str}': the input is in memory")
         return ops[1]
     return None

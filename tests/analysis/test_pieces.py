@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import promote, recompile, seeds
+import pytest
+
+from analysis import disasm, promote, recompile, seeds, sitebuild
 
 MACROS = seeds.known_macros(250)
 
@@ -84,3 +86,12 @@ def test_divided_constants_fit_the_roundest_divisor_first() -> None:
     assert (lo // 4_999_999, hi // 5_000_001) != (21, 22)
     assert promote.held_out(12, "(V >> 1)") == (15, 16)
     assert promote.held_out(10, "V*8-1") is None
+
+
+def test_indexed_memory_input_is_no_save_register() -> None:
+    # capacity_greater in update_sd_lb_stats: capstone gives an indexed operand no Insn.mem,
+    # so the operand text must not pass for a register name
+    (imul,) = disasm.disassemble(bytes.fromhex("4a69b40e100b000036040000"), 0)
+    assert imul.op_str == "rsi, qword ptr [rsi + r9 + 0xb10], 0x436" and imul.mem is None
+    with pytest.raises(ValueError, match="input is in memory"):
+        sitebuild._save_input(imul)
