@@ -10,6 +10,7 @@ _STYLE = {"oracle-verified": "green", "found": "yellow", "unsupported": "red", "
 
 def coverage_table(rows: list[Any]) -> Any:
     """A rich Table of ``analysis.assemble.Coverage`` rows (status, sites, detail)."""
+    from rich.markup import escape
     from rich.table import Table
 
     counts = Counter(r.status for r in rows)
@@ -24,5 +25,6 @@ def coverage_table(rows: list[Any]) -> Any:
     table.add_column("sites", justify="right")
     table.add_column("detail / reason", overflow="fold")
     for r in sorted(rows, key=lambda r: (list(_STYLE).index(r.status), r.name)):
-        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", str(r.sites), r.detail)
+        # details quote instructions ('[rax + rax*4]') that rich would read as markup
+        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", str(r.sites), escape(r.detail))
     return table
