@@ -17,7 +17,7 @@ from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
 NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
-         "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV"]
+         "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV", "FIT_MARGIN"]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,8 @@ def test_signed_division_recomputes_from_the_dividend(catalog: Catalog, name: st
     func = next(iter(image.by_name(s.function)))
     insns = {i.address - func.start: i for i in disasm.disassemble(image.code(func), func.start)}
     assert insns[s.cs_start].mnemonic == first and insns[s.probe_offset].mnemonic == "add"
+
+
+def test_strength_reduced_multiply_is_named(catalog: Catalog) -> None:
+    why = reason(catalog, "FIT_MARGIN")
+    assert "x*V is strength-reduced" in why and "(x*5<<8 = x*1280) at fits+" in why

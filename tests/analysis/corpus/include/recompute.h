@@ -10,6 +10,7 @@
 #define EWMA_FACTOR 4
 #define HALF_DIV 2
 #define QUARTER_DIV 4
+#define FIT_MARGIN 1280
 
 struct buf_like {
 	unsigned long firstuse;

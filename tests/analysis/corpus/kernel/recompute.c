@@ -83,3 +83,9 @@ __attribute__((noinline)) long quarter_of(long freeable, int idle)
 		delta = freeable / QUARTER_DIV;
 	return delta + freeable;
 }
+
+/* cap * FIT_MARGIN as 'lea (x,x,4); shl $8': no immediate holds the constant (fits_capacity). */
+__attribute__((noinline)) int fits(unsigned long cap, unsigned long max)
+{
+	return cap * FIT_MARGIN < max * 1024;
+}
