@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from autotune.core.catalog import Catalog
 
 CORPUS = Path(__file__).parent / "corpus"
 # The x86-64 code-generation flags of Debian's 6.12 kbuild command (.o.cmd) that shape
@@ -29,6 +32,28 @@ def corpus_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sources = sorted(str(p.relative_to(CORPUS)) for p in (CORPUS / "kernel").glob("*.c"))
     subprocess.run(["gcc", *KERNEL_LIKE_FLAGS, "-o", str(out), *sources], check=True, cwd=CORPUS)
     return out
+
+
+@pytest.fixture(scope="module")
+def corpus_catalog(corpus_elf: Path, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Callable[[list[str]], Catalog]:
+    """Analyse named corpus constants (no oracle) in a private cache: returns the Catalog."""
+    from analysis import analyze
+    from analysis.kernel_files import KernelFiles
+
+    def run(names: list[str]) -> Catalog:
+        work = tmp_path_factory.mktemp("cache")
+        (work / "config").write_text("CONFIG_HZ=250\n")
+        mp = pytest.MonkeyPatch()
+        mp.setenv("AUTOTUNE_CACHE_DIR", str(work))
+        try:
+            kernel = KernelFiles(corpus_elf, CORPUS, work / "config", None, "corpus", "")
+            return analyze.analyze(kernel, names=names, oracle=False, jobs=1,
+                                   tsv=work / "no-paper-list.tsv", force=True).catalog
+        finally:
+            mp.undo()
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,3 +25,15 @@ def lab_files():  # type: ignore[no-untyped-def]
     from analysis import kernel_files
 
     return kernel_files.lab_kernel()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Any]:
+    """A lab VM per test module (private, booted on demand), closed after its last test."""
+    from kernel_runtime.lab.target import LabTarget
+
+    target = LabTarget()
+    try:
+        yield target
+    finally:
+        target.close()

@@ -10,8 +10,6 @@ constant the kernel used for this loss-probe timeout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from analysis import analyze
@@ -50,15 +48,6 @@ PROBE = (
 def knob(lab_files) -> Knob:  # type: ignore[no-untyped-def]
     catalog = analyze.analyze(lab_files, names=[NAME], oracle=True, jobs=2, force=True).catalog
     return catalog.knob(NAME)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabTarget]:
-    target = LabTarget()
-    try:
-        yield target
-    finally:
-        target.close()
 
 
 def timeouts(lab: LabTarget) -> set[int]:
