@@ -120,7 +120,7 @@ def catalog_options(fn: Any) -> Any:
                       help="UNSAFE: also load analysis sites the oracle did not verify.")(fn)
     return click.option("--catalog", type=click.Path(dir_okay=False), default=None,
                         help="SIE analysis catalog (default: the cached 'autotune analyze "
-                             "--oracle' catalog of this kernel's build-id, if any).")(fn)
+                             "--oracle' catalog of the target kernel's build-id, if any).")(fn)
 
 
 

@@ -170,7 +170,8 @@ class SieBackend(Backend):
 
     def restore(self, knob: Knob, token: Any, scope: Scope = GLOBAL) -> None:
         if runtime.is_loaded(knob.name):
-            runtime.set_value(knob.name, None if token is None else int(token), scope)
+            runtime.set_value(knob.name, None if token is None else int(token), scope,
+                              restoring=True)
 
     def unload(self) -> None:
         for knob in list(self._loaded.values()):
@@ -212,8 +213,9 @@ class SieBackend(Backend):
                    if c["mismatches"]]
             late = sorted({s.module for i, s in enumerate(knob.sites) if i not in attached and
                            s.module and runtime.module_name(s.module) in loaded_mods})
-            alerts = ([f"self-check mismatch at {', '.join(bad)}: knob disabled, nothing written"]
-                      if ctl["disabled"] else []) + \
+            alerts = ([f"self-check mismatch at {', '.join(bad)}: " +
+                       ("knob disabled, nothing written" if ctl["disabled"] else
+                        "nothing written there")] if bad or ctl["disabled"] else []) + \
                 ([f"module(s) {', '.join(late)} loaded after the knob: their sites keep the "
                   f"kernel's constant; 'autotune knob unload {knob.name}' and load it again"]
                  if late else [])

@@ -231,11 +231,14 @@ def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
     return ctl, struct.unpack(_CTL, raw)
 
 
-def set_value(knob: str, value: int | None, scope: Scope) -> int:
-    """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch."""
+def set_value(knob: str, value: int | None, scope: Scope, *, restoring: bool = False) -> int:
+    """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch.
+
+    A knob that disabled itself takes no new value, but a restore still goes through: it
+    writes nothing anyway, and refusing it would leave the journal session open."""
     _fresh(knob)
     ctl, (epoch, disabled, mode) = _ctl(knob)
-    if disabled:
+    if disabled and not restoring:
         raise AutotuneError(f"knob {knob!r} disabled itself: a site did not hold its default "
                             "value (wrong catalog for this kernel?); see 'autotune knob status'")
     values = _map(knob, "sie_values")

@@ -149,3 +149,20 @@ def test_a_kprobes_host_loads_the_catalog_directly(lab: LabTarget, knobs: dict[s
     assert facts["origin"] == GIVEN
     assert "build 000000000000, the target runs" in facts["refused"]
     assert guest_python(lab, IORING) == "32768 65536"
+
+
+def test_a_site_that_disables_itself_still_reverts(lab: LabTarget, knobs: dict[str, Knob]) -> None:
+    """A wrong expected value (a stale catalog) stops the knob; the journal still closes."""
+    ioring = knobs["IORING_MAX_ENTRIES"]
+    sites = [s.model_copy(update={"expected_default": s.expected_default + 1}) if i == 1 else s
+             for i, s in enumerate(ioring.sites)]
+    wrong = ioring.model_copy(update={"name": "IORING_STALE", "sites": sites})
+    try:
+        lab.control.apply({"IORING_STALE": 4096}, {"IORING_STALE": wrong})
+        assert guest_python(lab, IORING) == "32768 65536"  # nothing written
+        state = next(s for s in lab.control.status() if s.name == "IORING_STALE")
+        assert state.counters["site1.mismatches"] >= 1 and state.counters["site1.applied"] == 0
+        assert state.alert is not None and "io_uring_setup+0x" in state.alert
+    finally:
+        lab.control.revert()
+    assert lab.control.recover() == []  # the session closed: nothing left to restore
