@@ -17,6 +17,7 @@ from pathlib import Path
 from analysis import assemble, find_sites, kernel_tree, linetable, modules, preproc, seeds
 from analysis.elfimage import Image
 from analysis.kernel_files import KernelFiles
+from analysis.typesizes import TypeSizes
 from autotune.core.catalog import Catalog, Knob, UnsupportedKnob, load_catalog
 from autotune.core.errors import BadInputError
 
@@ -48,7 +49,8 @@ def catalogs_dir() -> Path:
 
 
 def seed_list(tsv: Path, names: list[str], tree: Path, hz: int,
-              enabled: frozenset[str] | None = None) -> list[seeds.Seed]:
+              enabled: frozenset[str] | None = None,
+              sizes: TypeSizes | None = None) -> list[seeds.Seed]:
     """The paper's seeds (or only ``names`` among them / user NAME or file:line seeds)."""
     if not names and not tsv.exists():
         raise BadInputError(f"seed list {tsv} missing: name constants with --const NAME "
@@ -61,7 +63,7 @@ def seed_list(tsv: Path, names: list[str], tree: Path, hz: int,
             out.append(seeds.file_line_seed(name, tree))
         else:
             hint = rows.get(name, ("", ""))[0]
-            out.append(seeds.resolve(name, hint, tree, hz, enabled=enabled))
+            out.append(seeds.resolve(name, hint, tree, hz, enabled=enabled, sizes=sizes))
     seeds.find_uses(out, tree)
     return out
 
@@ -94,7 +96,8 @@ def analyze(kernel: KernelFiles, *, names: list[str], oracle: bool, jobs: int,
     table = linetable.line_table(kernel.vmlinux, kernel_tree.analysis_cache() / build_id)
     progress("resolving seeds in the source", 0, 0)
     seed_objs = seed_list(tsv, names, kernel.source, kernel.hz,
-                          preproc.enabled_options(kernel.config))
+                          preproc.enabled_options(kernel.config),
+                          TypeSizes(kernel.vmlinux, kernel.modules_debug))
     macros = seeds.known_macros(kernel.hz)
     scales = {s.name: find_sites.scale_of(s, macros) for s in seed_objs}
     images = [(image, table)]

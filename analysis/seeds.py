@@ -15,10 +15,12 @@ import ast
 import csv
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import preproc
+from analysis.typesizes import TypeSizes
 from autotune.core.errors import BadInputError
 
 # Scanned for uses: what an x86-64 build can compile.
@@ -83,11 +85,23 @@ def known_macros(hz: int) -> dict[str, int]:
             "TICK_NSEC": (nsec + hz // 2) // hz}
 
 
-def evaluate(text: str, macros: dict[str, int]) -> int | None:
-    """The value of a C constant expression, or None when it is not one we can fold."""
+SizeOf = Callable[[str, str], "int | None"]  # ("struct" | "union" | "", type name) -> bytes
+_SIZEOF = re.compile(r"\bsizeof\s*\(\s*(?:(struct|union)\s+)?(\w+)\s*\)")
+
+
+def evaluate(text: str, macros: dict[str, int], sizeof: SizeOf | None = None) -> int | None:
+    """The value of a C constant expression, or None when it is not one we can fold.
+
+    ``sizeof(struct X)`` folds when ``sizeof`` knows the type (from the build's DWARF).
+    """
     msecs = re.fullmatch(r"\s*msecs_to_jiffies\((\d+)\)\s*", text)
     if msecs:
         return -(-int(msecs.group(1)) * macros["HZ"] // 1000)
+    if sizeof is not None and _SIZEOF.search(text):
+        sizes = {m.group(0): sizeof(m.group(1) or "", m.group(2)) for m in _SIZEOF.finditer(text)}
+        if any(v is None for v in sizes.values()):
+            return None
+        text = _SIZEOF.sub(lambda m: str(sizes[m.group(0)]), text)
     text = _SUFFIX.sub(r"\1", _CAST.sub("", text)).replace("/", "//")
     try:
         tree = ast.parse(text.strip(), mode="eval")
@@ -197,9 +211,10 @@ def _locate(tree: Path, name: str, hint: str, enabled: frozenset[str] | None = N
 
 
 def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "",
-            enabled: frozenset[str] | None = None) -> Seed:
+            enabled: frozenset[str] | None = None, sizes: TypeSizes | None = None) -> Seed:
     """Find one seed in the tree. ``literal_text``: an expression seed's source text;
-    ``enabled``: the build's config options (a definition under a false #ifdef is skipped)."""
+    ``enabled``: the build's config options (a definition under a false #ifdef is skipped);
+    ``sizes``: type sizes from the build's DWARF, for defaults written with sizeof."""
     macros = known_macros(hz)
     if literal_text or not re.fullmatch(r"\w+", name):
         return _resolve_literal(name, hint, tree, literal_text or name, macros)
@@ -214,7 +229,8 @@ def resolve(name: str, hint: str, tree: Path, hz: int, literal_text: str = "",
                     problem="" if lits else f"function-like macro {body!r} has no literal",
                     last_line=last)
     macros |= _folded_defines(tree / rel, name, macros)
-    seed = Seed(name, kind, rel, line, body, evaluate(body, macros), last_line=last,
+    sizeof = None if sizes is None else (lambda kind, t: sizes.size(kind, t, rel))
+    seed = Seed(name, kind, rel, line, body, evaluate(body, macros, sizeof), last_line=last,
                 jiffies=msecs_to_jiffies_expr(hz) or "")
     if kind == "variable":
         seed.problem = "a static variable that is not const (it lives in memory, the code " \
@@ -239,7 +255,7 @@ def _folded_defines(path: Path, skip: str, macros: dict[str, int]) -> dict[str, 
 
 def _why_not(body: str) -> str:
     if "sizeof" in body:
-        return "it depends on sizeof(...), a type layout the source text does not fold"
+        return "it depends on sizeof(...), a type layout the build's DWARF did not give"
     if names := [n for n in re.findall(r"\b[a-z_]\w*\b", body) if n not in ("unsigned", "long", "int")]:
         return f"it reads {names[0]!r}, a run-time variable (a sysctl or per-call value)"
     return "function-like or an unknown macro"

@@ -16,7 +16,7 @@ from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
-NAMES = ["back_max", "live_budget", "MULTI_LIMIT", "MERGE_MS", "DIV_POW2", "MUL_POW2"]
+NAMES = ["back_max", "live_budget", "MULTI_LIMIT", "MERGE_MS", "DIV_POW2", "MUL_POW2", "PER_PAGE"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,13 @@ def test_multi_line_define_folds_through_other_macros(catalog: Catalog) -> None:
     assert knob.default == 128
     (s,) = knob.sites
     assert (s.function, s.location, s.expr, s.expected_default) == ("over_limit", "flags", "V", 128)
+
+
+def test_sizeof_in_a_default_comes_from_dwarf(catalog: Catalog) -> None:
+    knob = catalog.knob("PER_PAGE")  # 8192 / sizeof(struct queue_like): 32 bytes in DWARF
+    assert knob.default == 256
+    (s,) = knob.sites
+    assert (s.function, s.location, s.expr, s.expected_default) == ("clamp_batch", "eax", "V", 256)
 
 
 def test_msecs_to_jiffies_of_a_constant_is_in_jiffies(catalog: Catalog) -> None:

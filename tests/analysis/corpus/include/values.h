@@ -8,6 +8,8 @@
 #define MERGE_MS 600
 #define DIV_POW2 8
 #define MUL_POW2 32
+/* the type's size comes from DWARF: 8192 / 32 */
+#define PER_PAGE (8192 / sizeof(struct queue_like))
 
 /* the kernel's msecs_to_jiffies() for a constant at HZ=250: folded, rounding up */
 static inline unsigned long msecs_to_jiffies(const unsigned int m)

@@ -46,3 +46,8 @@ __attribute__((noinline)) unsigned long multiplied(unsigned long x)
 {
 	return work((int)(x * MUL_POW2));
 }
+
+__attribute__((noinline)) void clamp_batch(struct queue_like *q, unsigned int n)
+{
+	q->limit = n < PER_PAGE ? n : PER_PAGE;
+}
