@@ -56,6 +56,10 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
         if kind == "shift":
             hi = min(hi, 31)
             lo = 0
+        if kind.startswith("multiple_of:"):  # a promoted V*p/q site, exact on a lattice
+            step = int(kind.split(":", 1)[1])
+            if all(c.value != step for c in cons if c.kind == "multiple_of"):
+                cons.append(Constraint(kind="multiple_of", value=step, reason=reason))
     width_max = min(_WIDTH_MAX.get(s.width, 0x7FFF_FFFF) for s in sites) if sites else hi
     hi = min(hi, width_max)
     for s in sites:

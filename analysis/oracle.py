@@ -140,8 +140,8 @@ def _held_out_check(variants: recompile.Variants, trial: _Trial, change: objdiff
 
     def check(expr_text: str, width: str) -> bool:
         extra = promote.held_out(trial.values[0], expr_text)
-        if extra is None:
-            return True
+        if extra is None:  # a divided form promote cannot place held-out values for
+            return False
         builds = [trial.builds[0], *(objdiff.functions(o) for o in variants.build(list(extra)))]
         changes, reshaped = objdiff.diff(builds)
         if change.function in reshaped:

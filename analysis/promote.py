@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
+from fractions import Fraction
 
 from analysis import disasm, sitebuild
 from analysis.candidates import Candidate
@@ -75,6 +76,9 @@ def expressions(values: tuple[int, ...], imms: tuple[int, ...], shift_count: boo
     for d, b in divided(values, imms):
         head = f"(V >> {d.bit_length() - 1})" if d & (d - 1) == 0 else f"V/{d}"
         out.append(head if b == 0 else f"{head}+{b}" if b > 0 else f"{head}-{-b}")
+    if (pqb := lattice(values, imms)) is not None:
+        p, q, b = pqb
+        out.append(f"V*{p}/{q}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
     return out
 
 
@@ -127,14 +131,39 @@ def _round_in(low: int, high: int) -> set[int]:
 
 
 def held_out(v0: int, expr_text: str) -> tuple[int, int] | None:
-    """For a divided expression (V/d, V>>s): the values d*k-1 and d*k that only the exact d
-    maps to k-1 and k. Three points cannot tell V/1000000 from V/999999; these two can."""
+    """The two values that must confirm a divided expression (None: not one of ours).
+
+    V/d (and V>>s): d*k-1 and d*k, which only the exact d maps to k-1 and k (three points
+    cannot tell V/1000000 from V/999999). V*p/q, exact on multiples of q: V0+q and V0+3q,
+    multiples of q that are not multiples of 2q (a rounding to a coarser step shows there).
+    """
+    m = re.fullmatch(r"V\*(\d+)/(\d+)([+-]\d+)?", expr_text)
+    if m is not None:
+        q = int(m.group(2))
+        return v0 + q, v0 + 3 * q
     m = re.match(r"\(?V( >> |/)(\d+)", expr_text)
     if m is None:
         return None
     d = 1 << int(m.group(2)) if m.group(1) == " >> " else int(m.group(2))
     k = v0 // d + 2
     return d * k - 1, d * k
+
+
+def lattice(values: tuple[int, ...], imms: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(p, q, b) with imm = V*p/q + b exactly at every point, every V a multiple of q.
+
+    ``round_up(V, 64) * 5 / 256`` (xfs_iwalk's prefetch) is V*5/256 on multiples of 256 and
+    nothing simpler elsewhere: the site holds only with a ``multiple_of q`` domain.
+    """
+    signed = [_signed(i) for i in imms]
+    slope = Fraction(signed[1] - signed[0], values[1] - values[0])
+    p, q = slope.numerator, slope.denominator
+    if q == 1 or p <= 0 or any(v % q for v in values):
+        return None
+    b = signed[0] - values[0] * p // q
+    if any(v * p // q + b != i for v, i in zip(values, signed, strict=True)):
+        return None
+    return p, q, b
 
 
 def obj_index(obj_insns: list[disasm.Insn], vm_insns: list[disasm.Insn], address: int
@@ -182,7 +211,7 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
         return None
     code, vm, ins = found
     width = _WIDTH.get(ins.imm_size, "u64")
-    text = next((t for t in texts if held_out(values[0], t) is None
+    text = next((t for t in texts if ("/" not in t and ">>" not in t)
                  or (check is not None and check(t, width))), None)
     if text is None:
         return None
@@ -191,4 +220,8 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
     cand = Candidate(func, ins, text, width, "found by the oracle: a function of V",
                      f"{obj} (oracle)", False, obj[:-2] + ".c", image.module)
     res = sitebuild.build(code, cand, vm, values[0])
+    if (m := re.fullmatch(r"V\*\d+/(\d+)([+-]\d+)?", text)) is not None:
+        res.constraints.append((f"multiple_of:{m.group(1)}", f"{text} at {func.name}+"
+                                f"{ins.address - func.start:#x} is exact only on multiples "
+                                f"of {m.group(1)} (the code rounds V)"))
     return res if res.site is not None else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import disasm, promote, recompile, seeds, sitebuild
+from analysis import assemble, disasm, promote, recompile, seeds, sitebuild
 
 MACROS = seeds.known_macros(250)
 
@@ -95,3 +95,15 @@ def test_indexed_memory_input_is_no_save_register() -> None:
     assert imul.op_str == "rsi, qword ptr [rsi + r9 + 0xb10], 0x436" and imul.mem is None
     with pytest.raises(ValueError, match="input is in memory"):
         sitebuild._save_input(imul)
+
+
+def test_rounded_constant_fits_on_a_lattice_only() -> None:
+    # xfs_iwalk: round_up(V, 64) * 5 / 256 at 2048, 4096, 8192. V/51 fits the points (and
+    # its held-out builds refute it); V*5/256 holds on multiples of 256, proven at V0+256
+    # and V0+768, and the knob's domain keeps to them.
+    assert promote.expressions((2048, 4096, 8192), (40, 80, 160)) == ["V/51", "V*5/256"]
+    assert promote.held_out(2048, "V*5/256") == (2304, 2816)
+    assert promote.lattice((12, 25, 38), (6, 12, 19)) is None
+    dom = assemble.domain(2048, [], [("multiple_of:256", "V*5/256 is exact on multiples")])
+    assert [(c.kind, c.value) for c in dom.constraints] == [("multiple_of", 256)]
+    assert dom.allowed_values() == list(range(256, dom.max + 1, 256))
