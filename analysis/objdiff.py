@@ -56,7 +56,18 @@ def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
 
 
 def _key(i: disasm.Insn) -> str:
+    if i.mnemonic in ("add", "sub") and i.imms:
+        return "add/sub"  # GCC writes x + 128 as 'sub $-128' (an imm8): same operation
     return i.mnemonic
+
+
+def _as(base: disasm.Insn, other: disasm.Insn) -> tuple[int, ...]:
+    """``other``'s immediates read in ``base``'s operation: an add aligned with a sub has
+    its immediate negated (``add $0x20`` at V0, ``sub $-0x80`` at V=128 is V)."""
+    imms = other.imms
+    if {base.mnemonic, other.mnemonic} == {"add", "sub"}:
+        return tuple(-i for i in imms)
+    return imms
 
 
 def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list[str]]:
@@ -85,7 +96,8 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
             if len(partners) != len(others) or insns[idx].branch:
                 continue
             mine = insns[idx].imms
-            theirs = [o[p].imms for o, p in zip(others, partners, strict=True) if o is not None]
+            theirs = [_as(insns[idx], o[p]) for o, p in zip(others, partners, strict=True)
+                      if o is not None]
             if any(t != mine for t in theirs) and all(len(t) == len(mine) for t in theirs):
                 for slot in range(len(mine)):
                     column = (mine[slot], *(t[slot] for t in theirs))

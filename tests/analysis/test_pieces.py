@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import assemble, disasm, promote, recompile, seeds, sitebuild
+from analysis import assemble, disasm, objdiff, promote, recompile, seeds, sitebuild
 
 MACROS = seeds.known_macros(250)
 
@@ -107,3 +107,12 @@ def test_rounded_constant_fits_on_a_lattice_only() -> None:
     dom = assemble.domain(2048, [], [("multiple_of:256", "V*5/256 is exact on multiples")])
     assert [(c.kind, c.value) for c in dom.constraints] == [("multiple_of", 256)]
     assert dom.allowed_values() == list(range(256, dom.max + 1, 256))
+
+
+def test_add_of_128_encoded_as_sub_is_no_reshape() -> None:
+    # sched_balance_rq's 'add ecx, V': at V=128 GCC writes 'sub ecx, -0x80' (an imm8)
+    def fn(hexcode: str) -> dict[str, list[disasm.Insn]]:
+        return {"f": disasm.disassemble(bytes.fromhex(hexcode), 0)}
+
+    changes, reshaped = objdiff.diff([fn("83c120"), fn("83c140"), fn("83e980")])
+    assert reshaped == [] and [(c.mnemonic, c.imms) for c in changes] == [("add", (32, 64, 128))]
