@@ -107,6 +107,8 @@ def _stale_flags(insns: list[disasm.Insn], k: int, func_start: int, func_end: in
     """Why recomputing ``insns[k]``'s result would be inexact: its flags are read later."""
     if not insns[k].writes_flags:
         return ""
+    if insns[k].mnemonic == "sub" and insns[k].writes_reg is not None:
+        return ""  # its flags are those of 'cmp $IV': the site rewrites them (recompute_flags)
     reader = disasm.flags_reader(insns, k, func_start, func_end)
     if reader is None:
         return ""
@@ -206,12 +208,15 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     recompute = mn not in ("mov", "movabs")
     if mn == "sub":
         _negate(common, v0, cand.width)
+    flags_read = mn == "sub" and disasm.flags_reader(insns, k, base, func.end) is not None
+    if flags_read:  # a reader may consume them right after the sub: fix up there, at once
+        reader_at, probes = s.next, [s.next - base]
     res.site = Site(**common, cs_end=reader_at - base, probe_offset=probes[0], probe_offsets=probes,
                     location=s.writes_reg,
                     synthesis="save-recompute" if recompute else "register",
                     save_offset=save_at - base if recompute else None,
                     recompute_op=op if recompute else None,  # type: ignore[arg-type]
-                    save_input=save_input, safe_spans=spans)
+                    save_input=save_input, recompute_flags=flags_read, safe_spans=spans)
     return res
 
 

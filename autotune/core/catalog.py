@@ -122,6 +122,9 @@ class Site(_Strict):
     # the register the save probe reads when it is not the location itself: the source of a
     # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst' (a memory location saves its cell)
     save_input: str | None = None
+    # a save-recompute 'sub' whose flags a later instruction reads: the apply probe (on the
+    # next instruction) also rewrites CF PF AF ZF SF OF as 'sub $f(V)' sets them
+    recompute_flags: bool = False
     guard_offset: int | None = None  # a probe only the constant's own path passes before the site
     safe_spans: list[SafeSpan] = Field(default_factory=list)
     verified: Literal["oracle", "emulation", "none"] = "none"

@@ -123,14 +123,23 @@ def slot_command(address: int, site: Site) -> str:
     return f"add reg {address:x} {1 << reg_index(site.location):x}"
 
 
+def slot_commands(address: int, site: Site) -> list[str]:
+    """Every registration line of a site: a save-recompute 'sub' whose flags are read
+    writes its register and the flags at one probe."""
+    extra = [f"add flags {address:x}"] if site.recompute_flags else []
+    return [slot_command(address, site), *extra]
+
+
 def register(address: int, site: Site) -> None:
-    _command(slot_command(address, site))
+    for command in slot_commands(address, site):
+        _command(command)
 
 
 def unregister(address: int, site: Site) -> None:
-    """Remove one slot registered for ``site`` (other knobs at the same probe keep theirs)."""
+    """Remove the slots registered for ``site`` (other knobs at the same probe keep theirs)."""
     if loaded():
-        _command("del" + slot_command(address, site).removeprefix("add"))
+        for command in slot_commands(address, site):
+            _command("del" + command.removeprefix("add"))
 
 
 def slots() -> list[str]:

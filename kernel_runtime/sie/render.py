@@ -123,11 +123,16 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
         recompute = f"({saved} {_RECOMPUTE[site.recompute_op]} (__u64)(iv))"
     defs = {"SIE_RECOMPUTE(s, iv)": recompute,
             "SIE_EXPECTED_IV": f"{iv.evaluate(knob.default, width):#x}ULL"}
+    if site.recompute_flags and (site.recompute_op != "add"
+                                 or isinstance(site.location, MemoryLocation)):
+        raise BadInputError(f"{where}: recompute_flags is for a register 'sub' (recompute_op add)")
     if isinstance(site.location, MemoryLocation):
         if site.save_input is not None:
             raise BadInputError(f"{where}: a memory site saves its own cell, not {site.save_input}")
         return defs | {"SIE_IN_MEMORY": "1", "SIE_BASE_REG": str(reg_index(site.location.base_reg)),
                        "SIE_DISP": f"({site.location.disp})", "SIE_SIZE": str(site.location.size)}
+    defs |= ({"SIE_RECOMPUTE_FLAGS": "1", "SIE_BITS": str(_BITS[width])} if site.recompute_flags
+             else {"SIE_RECOMPUTE_FLAGS": "0"})
     return defs | {"SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
                    "SIE_INPUT_REG": str(reg_index(site.save_input or site.location)),
                    "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}

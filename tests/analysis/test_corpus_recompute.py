@@ -16,7 +16,8 @@ from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
 NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
-         "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV", "FIT_MARGIN"]
+         "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV", "FIT_MARGIN",
+         "PERIOD_T"]
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,9 @@ def test_signed_division_recomputes_from_the_dividend(catalog: Catalog, name: st
 def test_strength_reduced_multiply_is_named(catalog: Catalog) -> None:
     why = reason(catalog, "FIT_MARGIN")
     assert "x*V is strength-reduced" in why and "(x*5<<8 = x*1280) at fits+" in why
+
+
+def test_sub_whose_flags_are_read_rewrites_them(catalog: Catalog) -> None:
+    (s,) = catalog.knob("PERIOD_T").sites
+    assert (s.function, s.location, s.expr, s.recompute_flags) == ("period_slot", "edi", "-(V)", True)
+    assert s.probe_offsets == [s.probe_offset] == [s.cs_end] and s.cs_end == s.cs_start + 3

@@ -13,6 +13,7 @@ import pytest
 
 from autotune.core import expr
 from autotune.core.catalog import Knob
+from autotune.core.errors import BadInputError
 from kernel_runtime.sie import module, render
 
 
@@ -57,7 +58,7 @@ def test_sixteen_bit_register_keeps_its_upper_bits() -> None:
 
 
 def test_shapes_compile(lab_headers: Path, tmp_path: Path) -> None:
-    for k in (LEA, STAMP, SUB16, division("u64"), division("u32")):
+    for k in (LEA, STAMP, SUB16, division("u64"), division("u32"), PERIOD):
         obj = render.compile_object(render.render_site(k, k.sites[0], 0), btf=lab_headers / "vmlinux",
                                     cache=tmp_path)
         assert obj.stat().st_size > 0
@@ -96,3 +97,18 @@ def test_signed_division_rounds_toward_zero_like_c(width: str, bits: int, tmp_pa
             q = abs(x) // (1 << n) * (1 if x >= 0 else -1)  # C truncates toward zero
             want.append(q & ((1 << bits) - 1))
     assert got == want
+
+
+PERIOD = knob(default=7, expr="-(V)", expected_default=(-7) % (1 << 32),
+              recompute_flags=True)  # sub $7, %edi; je
+
+
+def test_sub_with_read_flags_rewrites_them_too() -> None:
+    src = render.render_site(PERIOD, PERIOD.sites[0], 0).source
+    assert "#define SIE_RECOMPUTE_FLAGS 1\n" in src and "#define SIE_BITS 32\n" in src
+    assert "#define SIE_RECOMPUTE_FLAGS 0\n" in render.render_site(LEA, LEA.sites[0], 0).source
+    assert module.slot_commands(0x20, PERIOD.sites[0]) == [f"add reg 20 {1 << 14:x}", "add flags 20"]
+    assert module.slot_commands(0x20, LEA.sites[0]) == [f"add reg 20 {1 << 14:x}"]
+    with pytest.raises(BadInputError, match="recompute_flags is for a register 'sub'"):
+        bad = STAMP.sites[0].model_copy(update={"recompute_flags": True})
+        render.render_site(STAMP, bad, 0)

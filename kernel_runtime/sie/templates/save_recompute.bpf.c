@@ -9,7 +9,8 @@
  * Renderer defines: SIE_RECOMPUTE(s, iv), SIE_EXPECTED_IV and SIE_IN_MEMORY, then either
  * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, SIE_INPUT_REG
  * (the register saved: the location itself or a 3-operand source) and SIE_MERGE (a sub-32-bit
- * register keeps its upper bits).
+ * register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: a 'sub' whose flags are read later,
+ * so CF PF AF ZF SF OF are checked and rewritten as the sub sets them, at SIE_BITS).
  */
 #include "sie_common.bpf.h"
 
@@ -71,6 +72,30 @@ static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
 }
 #endif
 
+#if SIE_RECOMPUTE_FLAGS
+/* 'sub $imm, %r' whose flags are read: they are those of 'cmp $imm, %r', and the site's
+ * IV is -imm (the recompute adds). */
+static __always_inline int sie_flags_hold(struct pt_regs *ctx, __u64 saved, __u64 iv)
+{
+	return (ctx->flags & SIE_FLAGS_ARITH) == sie_cmp_flags(saved, -iv);
+}
+
+static __always_inline int sie_put_flags(struct pt_regs *ctx, __u64 saved, __u64 iv)
+{
+	return sie_write_flags(ctx, SIE_FLAGS_ARITH, sie_cmp_flags(saved, -iv));
+}
+#else
+static __always_inline int sie_flags_hold(struct pt_regs *ctx, __u64 saved, __u64 iv)
+{
+	return 1;
+}
+
+static __always_inline int sie_put_flags(struct pt_regs *ctx, __u64 saved, __u64 iv)
+{
+	return 0;
+}
+#endif
+
 SEC("kprobe")
 int sie_save(struct pt_regs *ctx)
 {
@@ -97,13 +122,14 @@ int sie_site(struct pt_regs *ctx)
 	bpf_map_delete_elem(&sie_saved, &task);
 	cnt->hits++;
 	cur = sie_location(ctx);
-	if ((cur & SIE_MASK) != ((__u64)SIE_RECOMPUTE(saved, SIE_EXPECTED_IV) & SIE_MASK)) {
+	if ((cur & SIE_MASK) != ((__u64)SIE_RECOMPUTE(saved, SIE_EXPECTED_IV) & SIE_MASK) ||
+	    !sie_flags_hold(ctx, saved, SIE_EXPECTED_IV)) {
 		sie_mismatch(ctl, cnt);
 		return 0;
 	}
 	if (!sie_value(ctl, &v))
 		return 0;
 	next = (__u64)SIE_RECOMPUTE(saved, (__u64)SIE_IV(v)) & SIE_MASK;
-	sie_account(cnt, sie_put(ctx, cur, next));
+	sie_account(cnt, sie_put(ctx, cur, next) || sie_put_flags(ctx, saved, (__u64)SIE_IV(v)));
 	return 0;
 }

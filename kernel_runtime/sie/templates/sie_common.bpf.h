@@ -166,4 +166,41 @@ static __always_inline void sie_account(struct sie_count *cnt, int err)
 		cnt->applied++;
 }
 
+#ifdef SIE_BITS
+#define SIE_FLAG_CF 0x001ULL
+#define SIE_FLAG_PF 0x004ULL
+#define SIE_FLAG_AF 0x010ULL
+#define SIE_FLAG_ZF 0x040ULL
+#define SIE_FLAG_SF 0x080ULL
+#define SIE_FLAG_OF 0x800ULL
+#define SIE_FLAGS_ARITH (SIE_FLAG_CF | SIE_FLAG_PF | SIE_FLAG_AF | SIE_FLAG_ZF | SIE_FLAG_SF | SIE_FLAG_OF)
+
+/* The arithmetic flags of "cmp b, a" (a - b) at SIE_BITS width. */
+static __always_inline __u64 sie_cmp_flags(__u64 a, __u64 b)
+{
+	__u64 r, p, flags = 0;
+
+	a &= SIE_MASK;
+	b &= SIE_MASK;
+	r = (a - b) & SIE_MASK;
+	p = r & 0xff;
+	p ^= p >> 4;
+	p ^= p >> 2;
+	p ^= p >> 1;
+	if (a < b)
+		flags |= SIE_FLAG_CF;
+	if (!(p & 1))
+		flags |= SIE_FLAG_PF;
+	if ((a ^ b ^ r) & 0x10)
+		flags |= SIE_FLAG_AF;
+	if (!r)
+		flags |= SIE_FLAG_ZF;
+	if ((r >> (SIE_BITS - 1)) & 1)
+		flags |= SIE_FLAG_SF;
+	if ((((a ^ b) & (a ^ r)) >> (SIE_BITS - 1)) & 1)
+		flags |= SIE_FLAG_OF;
+	return flags;
+}
+#endif
+
 #endif

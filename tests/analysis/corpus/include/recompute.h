@@ -11,6 +11,7 @@
 #define HALF_DIV 2
 #define QUARTER_DIV 4
 #define FIT_MARGIN 1280
+#define PERIOD_T 7
 
 struct buf_like {
 	unsigned long firstuse;

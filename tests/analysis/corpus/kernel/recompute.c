@@ -89,3 +89,13 @@ __attribute__((noinline)) int fits(unsigned long cap, unsigned long max)
 {
 	return cap * FIT_MARGIN < max * 1024;
 }
+
+/* sub $PERIOD_T, %edi; je: the zero flag of the sub is read (task_numa_fault's period slot). */
+__attribute__((noinline)) int period_slot(int ratio, int slot_len)
+{
+	int slot = ratio - PERIOD_T;
+
+	if (!slot)
+		slot = 1;
+	return slot * slot_len;
+}
