@@ -21,8 +21,8 @@ def load_plan(knob: Knob, mode: Mode, *, with_source: bool = True) -> str:
     for i, site in enumerate(knob.sites):
         rendered = render_site(knob, site, i)
         at = f"{site.function}+{site.probe_offset:#x}"
-        slot = module.slot_command(0, site).replace(" 0 ", f" <{at}> ", 1)
-        lines.append(f"echo '{slot}' > {module.PARAMS}/slots")
+        for slot in module.slot_commands(0, site):  # address 0 stands for function+offset
+            lines.append(f"echo '{slot.replace(' 0', f' <{at}>', 1)}' > {module.PARAMS}/slots")
         lines.append(f"kprobe {at} -> {rendered.template} as {rendered.object_name} "
                      f"(link {where}/link_site{i})")
         if site.guard_offset is not None:
