@@ -70,3 +70,27 @@ def test_same_immediate_twice_in_one_function(lab_files) -> None:  # type: ignor
                    if (s := r.site) is not None and s.function == "alloc_pipe_info")
     assert sites == [(0x6b, "flags", "V*4096-1"), (0x77, "eax", "V"), (0x7c, "ebp", "V")]
     assert any("stack frame" in u for u in report.uncovered)
+
+
+@pytest.fixture(scope="module")
+def shaped(lab_files) -> Catalog:  # type: ignore[no-untyped-def]
+    """Constants whose first oracle values make GCC reshape code (select.o, tcp_dctcp.o)."""
+    names = ["MAX_SLACK", "TCP_PLB_SCALE"]
+    return analyze.analyze(lab_files, names=names, oracle=True, jobs=2, force=True).catalog
+
+
+def test_divided_constant_found_and_held_out(shaped: Catalog) -> None:
+    # MAX_SLACK / (NSEC_PER_SEC / divfactor): V/1000000 and V/5000000 in registers. At
+    # V=2*V0+1 the quotient 200 merges with the literal 200 beside it, so the oracle moves to
+    # its next pair; three points fit V/4980736 too, the held-out builds keep only 5000000.
+    sites = {(s.expr, s.verified) for s in shaped.knob("MAX_SLACK").sites}
+    assert sites == {("V", "oracle"), ("V/1000000", "oracle"), ("V/5000000", "oracle")}
+    assert len(shaped.knob("MAX_SLACK").sites) == 4
+
+
+def test_shift_count_verified_below_the_register_width(shaped: Catalog) -> None:
+    # TCP_PLB_SCALE is a shift count: at V=32 'x << 32' is undefined and GCC drops the
+    # shift; values 9 and 16 keep the code's shape
+    (site,) = shaped.knob("TCP_PLB_SCALE").sites
+    assert (site.function, site.expr, site.verified) == ("dctcp_update_alpha", "V", "oracle")
+    assert shaped.knob("TCP_PLB_SCALE").domain.max <= 31
