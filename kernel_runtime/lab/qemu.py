@@ -1,9 +1,14 @@
 """The QEMU command line of the lab VM, the per-boot initrd, and the KVM probe.
 
-TCG (``-accel tcg,thread=multi -cpu max``) is the default because this machine's
+TCG (``-accel tcg,thread=single -cpu max``) is the default because this machine's
 /dev/kvm (kvm-pvm) either aborts on a stock kernel or runs it ~50x slower than TCG. KVM
 is used only when a quick probe (a bare kernel boot to its "no root" panic) shows it
 really is fast; the verdict is cached for the host's current boot.
+
+TCG runs single-threaded (the guest's vCPUs take turns on one host thread): with one
+host thread per vCPU (``thread=multi``, QEMU 7.2) a vCPU sometimes executes code another
+vCPU has already patched back, so the kernel's own text patching (kprobes, jump labels:
+exactly what SIE and tracing do all day) ends in an ``int3`` oops. See docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def boot_initrd(image: LabImage, token: str, files: VmFiles) -> Path:
 def qemu_argv(image: LabImage, files: VmFiles, *, port: int, cpus: int, memory_mb: int,
               kvm: bool) -> list[str]:
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm else \
-        ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        ["-accel", "tcg,thread=single", "-cpu", "max"]
     return [
         QEMU, *accel, "-smp", str(cpus), "-m", str(memory_mb), "-display", "none",
         "-no-reboot", "-monitor", "none", "-nodefaults",
