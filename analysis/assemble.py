@@ -82,8 +82,6 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
 
     if seed.problem:
         return unsupported(seed.problem)
-    if seed.default == 0:
-        return unsupported("default is 0: no immediate encodes it in the code")
     if not seed.uses:
         return unsupported("defined but never used in compiled code")
     sites = [r.site for r in found.results if r.site is not None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.disasm import Insn
+from analysis.disasm import Insn, zero_idiom
 from analysis.elfimage import Function
 from autotune.core import expr as exprs
 
@@ -59,6 +59,11 @@ def match(insn: Insn, v0: int, scale: int = 1, unit: str = "V") -> list[tuple[st
     """(expr, width, why) for each way ``insn``'s immediates encode ``v0``."""
     if scale == 1 and unit == "V" and (log2 := match_log2(insn, v0)):
         return log2  # at V0 = 2 or 4 the count also reads as V-1 or V-2: a coincidence
+    if v0 == 0:  # every 'cmp $0' and 'test' would match: only loads of the zero count
+        if scale == 1 and unit == "V" and zero_idiom(insn):
+            return [("V", _WIDTH.get(insn.imm_size, "u64"), "a zero constant loaded by 'xor %r, %r'")]
+        if insn.mnemonic != "mov":
+            return []
     found: list[tuple[str, str, str]] = []
     size = insn.imm_size if insn.imm_size in _MASKS else 8
     width = _WIDTH[size]

@@ -49,6 +49,12 @@ def _cs() -> Any:
     return md
 
 
+def zero_idiom(ins: Insn) -> bool:
+    """``xor %r, %r``: how GCC loads the constant 0 (no immediate; ``mov $V`` at any other V)."""
+    ops = [o.strip() for o in ins.op_str.split(",")]
+    return ins.mnemonic == "xor" and len(ops) == 2 and ops[0] == ops[1] and ins.mem is None
+
+
 def disassemble(code: bytes, base: int) -> list[Insn]:
     """Linear sweep of ``code`` at ``base`` (kernel functions are contiguous, no data)."""
     import capstone

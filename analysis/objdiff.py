@@ -10,6 +10,8 @@ compiler chose different code, which no single-site expression can describe.
 from __future__ import annotations
 
 import difflib
+import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,19 +57,49 @@ def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
     return out
 
 
+_NUMBER = re.compile(r"-?0x[0-9a-f]+|-?\b\d+\b")
+
+
 def _key(i: disasm.Insn) -> str:
     if i.mnemonic in ("add", "sub") and i.imms:
         return "add/sub"  # GCC writes x + 128 as 'sub $-128' (an imm8): same operation
-    return i.mnemonic
+    return "mov" if disasm.zero_idiom(i) else i.mnemonic  # 0 is 'xor %r, %r', others 'mov $V'
+
+
+def _imms(i: disasm.Insn) -> tuple[int, ...]:
+    return (0,) if disasm.zero_idiom(i) else i.imms
 
 
 def _as(base: disasm.Insn, other: disasm.Insn) -> tuple[int, ...]:
     """``other``'s immediates read in ``base``'s operation: an add aligned with a sub has
     its immediate negated (``add $0x20`` at V0, ``sub $-0x80`` at V=128 is V)."""
-    imms = other.imms
+    imms = _imms(other)
     if {base.mnemonic, other.mnemonic} == {"add", "sub"}:
         return tuple(-i for i in imms)
     return imms
+
+
+def _signature(i: disasm.Insn) -> str:
+    if i.branch:
+        return i.mnemonic
+    if disasm.zero_idiom(i):
+        return f"mov {i.op_str.split(',')[0]}, #"
+    return f"{i.mnemonic} {_NUMBER.sub('#', i.op_str)}"
+
+
+def _by_signature(insns: list[disasm.Insn], other: list[disasm.Insn]) -> dict[int, int] | None:
+    """Position pairs when two builds hold the same instructions up to immediates, in another
+    order: GCC schedules 'xor %ecx, %ecx' (it clobbers the flags) away from where it puts
+    'mov $V, %ecx' (SMC_TX_WORK_DELAY = 0). None when they are not such a permutation."""
+    mine: dict[str, list[int]] = defaultdict(list)
+    theirs: dict[str, list[int]] = defaultdict(list)
+    for k, i in enumerate(insns):
+        mine[_signature(i)].append(k)
+    for k, i in enumerate(other):
+        theirs[_signature(i)].append(k)
+    if {s: len(v) for s, v in mine.items()} != {s: len(v) for s, v in theirs.items()}:
+        return None
+    return {a: b for s, ks in mine.items() for a, b in zip(ks, theirs[s], strict=True)}
 
 
 def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list[str]]:
@@ -86,16 +118,19 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
             assert other is not None
             sm = difflib.SequenceMatcher(None, [_key(i) for i in insns], [_key(i) for i in other],
                                          autojunk=False)
-            for tag, a0, a1, b0, _ in sm.get_opcodes():
-                if tag != "equal":
-                    differs = True
-                    continue
-                for k in range(a1 - a0):
-                    aligned.setdefault(a0 + k, []).append(b0 + k)
+            ops = sm.get_opcodes()
+            pairs = {a0 + k: b0 + k for tag, a0, a1, b0, _ in ops if tag == "equal"
+                     for k in range(a1 - a0)}
+            if len(pairs) < max(len(insns), len(other)):
+                reordered = _by_signature(insns, other)
+                differs = differs or reordered is None
+                pairs = reordered or pairs
+            for a, b in pairs.items():
+                aligned.setdefault(a, []).append(b)
         for idx, partners in aligned.items():
             if len(partners) != len(others) or insns[idx].branch:
                 continue
-            mine = insns[idx].imms
+            mine = _imms(insns[idx])
             theirs = [_as(insns[idx], o[p]) for o, p in zip(others, partners, strict=True)
                       if o is not None]
             if any(t != mine for t in theirs) and all(len(t) == len(mine) for t in theirs):

@@ -161,13 +161,14 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         res.reason = (f"'{mn} {s.op_str}' at {func.name}+{s.address - base:#x} is the rounding "
                       f"bias of a signed division by V (sar at +{insns[ends[0]].address - base:#x})")
         return res
-    if (mn in _RECOMPUTE or division) and (why := _stale_flags(insns, k, base, func.end)):
+    zero = disasm.zero_idiom(s)  # 'xor %r, %r' loads V0 = 0: a register site like 'mov $V'
+    if (mn in _RECOMPUTE or division or zero) and (why := _stale_flags(insns, k, base, func.end)):
         res.reason = f"{why} ({func.name}+{s.address - base:#x})"
         return res
     if s.mem is not None and s.writes_reg is None and mn in ("add", "sub"):
         return _memory_rmw(res, common, insns, k, v0)
     if s.writes_reg is None or (mn not in ("mov", "movabs") and mn not in _RECOMPUTE
-                                and division is None):
+                                and division is None and not zero):
         res.reason = f"immediate in '{mn} {s.op_str}' at {func.name}+{s.address - base:#x}"
         return res
     try:
@@ -205,7 +206,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     else:
         end = next(i.next for i in insns if i.address == flow.live_until)
         spans = [SafeSpan(function=func.name, start=save_at - base, end=end - base)]
-    recompute = mn not in ("mov", "movabs")
+    recompute = mn not in ("mov", "movabs") and not zero
     if mn == "sub":
         _negate(common, v0, cand.width)
     flags_read = mn == "sub" and disasm.flags_reader(insns, k, base, func.end) is not None
