@@ -121,7 +121,10 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
             ops = sm.get_opcodes()
             pairs = {a0 + k: b0 + k for tag, a0, a1, b0, _ in ops if tag == "equal"
                      for k in range(a1 - a0)}
-            if len(pairs) < max(len(insns), len(other)):
+            # a zero idiom paired by mnemonic alone may sit beside another register's 'mov'
+            crossed = any(disasm.zero_idiom(insns[a]) != disasm.zero_idiom(other[b])
+                          and _signature(insns[a]) != _signature(other[b]) for a, b in pairs.items())
+            if crossed or len(pairs) < max(len(insns), len(other)):
                 reordered = _by_signature(insns, other)
                 differs = differs or reordered is None
                 pairs = reordered or pairs

@@ -16,7 +16,8 @@ from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
 CORPUS = Path(__file__).parent / "corpus"
-NAMES = ["back_max", "live_budget", "MULTI_LIMIT", "MERGE_MS", "DIV_POW2", "MUL_POW2", "PER_PAGE"]
+NAMES = ["back_max", "live_budget", "MULTI_LIMIT", "MERGE_MS", "DIV_POW2", "MUL_POW2", "PER_PAGE",
+         "ZERO_DELAY"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,14 @@ def test_sizeof_in_a_default_comes_from_dwarf(catalog: Catalog) -> None:
     assert knob.default == 256
     (s,) = knob.sites
     assert (s.function, s.location, s.expr, s.expected_default) == ("clamp_batch", "eax", "V", 256)
+
+
+def test_zero_default_loaded_by_xor_is_a_register_site(catalog: Catalog) -> None:
+    knob = catalog.knob("ZERO_DELAY")  # queue_later(q, 0): 'xor %esi, %esi' before the call
+    assert (knob.default, knob.domain.min) == (0, 0) and knob.domain.max > 0
+    (s,) = knob.sites
+    assert (s.function, s.location, s.synthesis, s.expr, s.expected_default) == \
+        ("kick", "esi", "register", "V", 0)
 
 
 def test_msecs_to_jiffies_of_a_constant_is_in_jiffies(catalog: Catalog) -> None:

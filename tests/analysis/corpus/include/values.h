@@ -6,6 +6,7 @@
 	(VALUES_HZ / 2 + \
 	 3)
 #define MERGE_MS 600
+#define ZERO_DELAY 0
 #define DIV_POW2 8
 #define MUL_POW2 32
 /* the type's size comes from DWARF: 8192 / 32 */

@@ -1,0 +1,33 @@
+"""objdiff on builds that differ only in instruction order (known answers, no compiler)."""
+
+from __future__ import annotations
+
+from analysis import objdiff
+from analysis.disasm import Insn
+
+
+def insn(mnemonic: str, op_str: str, imms: tuple[int, ...] = ()) -> Insn:
+    return Insn(0, 2, mnemonic, op_str, imms, 4, op_str.split(",")[0], None, False,
+                mnemonic in ("xor", "add", "cmp"), mnemonic in ("call", "jmp"), False)
+
+
+LEA = insn("lea", "rdx, [rbx + 0xd0]")
+CALL = insn("call", "0x10")
+EDI = insn("mov", "edi, 0x2000", (0x2000,))
+
+
+def test_xor_scheduled_elsewhere_than_mov_is_no_reshape() -> None:
+    # V=0: GCC puts the flag-clobbering 'xor' early; V=1,2: 'mov $V' lands after the edi load
+    v0 = [LEA, insn("xor", "ecx, ecx"), EDI, CALL]
+    v1 = [LEA, EDI, insn("mov", "ecx, 1", (1,)), CALL]
+    v2 = [LEA, EDI, insn("mov", "ecx, 2", (2,)), CALL]
+    changes, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v2}])
+    assert reshaped == []
+    assert [(c.index, c.mnemonic, c.imms) for c in changes] == [(1, "xor", (0, 1, 2))]
+
+
+def test_different_instructions_are_reshaped() -> None:
+    v0 = [LEA, insn("lea", "eax, [rdx*8]"), insn("sub", "eax, edx"), CALL]
+    v1 = [LEA, insn("mov", "eax, edx"), insn("shl", "eax, 4", (4,)), insn("sub", "eax, edx"), CALL]
+    _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
+    assert reshaped == ["f"]
