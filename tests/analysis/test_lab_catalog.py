@@ -131,8 +131,17 @@ def test_ilog2_divisor_is_a_pow2_log2_knob(catalog: Catalog) -> None:
     assert [c.kind for c in knob.domain.constraints] == ["pow2"] and knob.domain.max <= 1 << 31
 
 
+def test_zero_default_is_the_xor_before_the_call(catalog: Catalog) -> None:
+    # queue_delayed_work(..., SMC_TX_WORK_DELAY = 0): the delay argument is 'xor ecx, ecx'
+    knob = catalog.knob("SMC_TX_WORK_DELAY")
+    assert knob.default == 0
+    for fn, off in (("smc_tx_sndbuf_nonempty", 0x2ae), ("smc_tx_consumer_update", 0x13c)):
+        s = site(catalog, "SMC_TX_WORK_DELAY", fn, off)
+        assert (s.module, s.location, s.synthesis, s.expr, s.expected_default) == \
+            ("smc", "ecx", "register", "V", 0)
+
+
 def test_unsupported_and_absent_have_reasons(catalog: Catalog) -> None:
     assert "memory address" in reason(catalog, "MAX_NR_FOLIOS_PER_FREE")
-    assert "default is 0" in reason(catalog, "SMC_TX_WORK_DELAY")
     names = {k.name for k in catalog.knobs} | {u.name for u in catalog.unsupported}
     assert "XFS_DISCARD_MAX_EXAMINE" not in names  # absent in 6.12: neither knob nor unsupported
