@@ -257,7 +257,8 @@ def _why_not(body: str) -> str:
     if "sizeof" in body:
         return "it depends on sizeof(...), a type layout the build's DWARF did not give"
     if names := [n for n in re.findall(r"\b[a-z_]\w*\b", body) if n not in ("unsigned", "long", "int")]:
-        return f"it reads {names[0]!r}, a run-time variable (a sysctl or per-call value)"
+        return (f"it reads {names[0]!r}, a run-time variable (a sysctl or per-call value): "
+                "nothing compiled in holds the value, tune that variable instead")
     return "function-like or an unknown macro"
 
 
