@@ -37,6 +37,9 @@ class SeedSites:
     results: list[sitebuild.SiteResult] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # uses with no code in this image
     oracle: OracleReport | None = None
+    # compile unit (.c) of every use's code -> its image's module ("" for vmlinux): the
+    # oracle recompiles all of them, sites or not, so no copy of V goes unseen
+    objects: dict[str, str] = field(default_factory=dict)
 
 
 def scale_of(seed: Seed, macros: dict[str, int]) -> int:
@@ -85,6 +88,7 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
             any_rows = False
             for k, (image, table) in enumerate(images):
                 rows, fallback = ranges_of(table, use.file, use.line)
+                out[seed.name].objects.update({r.cu: image.module for r in rows})
                 ranges = [(r.start, r.end) for r in rows]
                 any_rows = any_rows or bool(ranges)
                 keys = {(k, f) for a, _ in ranges if (f := image.function_at(a)) is not None}

@@ -62,6 +62,10 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
             r.reason = f"its compile unit {cu or '?'} is not a C file: cannot recompile"
             continue
         by_obj.setdefault(cu[:-2] + ".o", []).append(r)
+    modules = {obj: results[0].candidate.module for obj, results in by_obj.items()}
+    for cu, module in found.objects.items():  # uses whose code holds no site (yet)
+        if cu.endswith(".c") and by_obj.setdefault(cu[:-2] + ".o", []) == []:
+            modules[cu[:-2] + ".o"] = module
     with tempfile.TemporaryDirectory(prefix="oracle-", dir=kernel_tree.analysis_cache()) as tmp:
         for obj, results in sorted(by_obj.items()):
             report.objects.append(obj)
@@ -70,7 +74,7 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
             trial = _choose(variants, seed.default, pairs, obj, report)
             if report.values == (0, 0):
                 report.values = trial.values[1:]  # type: ignore[assignment]
-            image = images[results[0].candidate.module]
+            image = images[modules[obj]]
             left = _match(results, trial.changes, trial.values, report, trial.builds[0], image)
             for change in left:
                 promoted = promote.promote(change, trial.builds[0], image, trial.values, obj,

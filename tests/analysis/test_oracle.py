@@ -73,24 +73,26 @@ def test_same_immediate_twice_in_one_function(lab_files) -> None:  # type: ignor
 
 
 @pytest.fixture(scope="module")
-def shaped(lab_files) -> Catalog:  # type: ignore[no-untyped-def]
+def shaped(lab_files) -> analyze.Result:  # type: ignore[no-untyped-def]
     """Constants whose first oracle values make GCC reshape code (select.o, tcp_dctcp.o)."""
     names = ["MAX_SLACK", "TCP_PLB_SCALE"]
-    return analyze.analyze(lab_files, names=names, oracle=True, jobs=2, force=True).catalog
+    return analyze.analyze(lab_files, names=names, oracle=True, jobs=2, force=True)
 
 
-def test_divided_constant_found_and_held_out(shaped: Catalog) -> None:
+def test_divided_constant_found_and_held_out(shaped: analyze.Result) -> None:
     # MAX_SLACK / (NSEC_PER_SEC / divfactor): V/1000000 and V/5000000 in registers. At
     # V=2*V0+1 the quotient 200 merges with the literal 200 beside it, so the oracle moves to
     # its next pair; three points fit V/4980736 too, the held-out builds keep only 5000000.
-    sites = {(s.expr, s.verified) for s in shaped.knob("MAX_SLACK").sites}
-    assert sites == {("V", "oracle"), ("V/1000000", "oracle"), ("V/5000000", "oracle")}
-    assert len(shaped.knob("MAX_SLACK").sites) == 4
+    knob = shaped.catalog.knob("MAX_SLACK")
+    assert {(s.expr, s.verified) for s in knob.sites} == {
+        ("V", "oracle"), ("V/1000000", "oracle"), ("V/5000000", "oracle")}
+    assert len(knob.sites) == 4
 
 
-def test_shift_count_verified_below_the_register_width(shaped: Catalog) -> None:
-    # TCP_PLB_SCALE is a shift count: at V=32 'x << 32' is undefined and GCC drops the
-    # shift; values 9 and 16 keep the code's shape
-    (site,) = shaped.knob("TCP_PLB_SCALE").sites
-    assert (site.function, site.expr, site.verified) == ("dctcp_update_alpha", "V", "oracle")
-    assert shaped.knob("TCP_PLB_SCALE").domain.max <= 31
+def test_use_without_a_site_is_recompiled_too(shaped: analyze.Result) -> None:
+    # TCP_PLB_SCALE: dctcp's 'shl $V' is verified at 9 and 16 (not 32: 'x << 32' is undefined
+    # and GCC drops the shift), but tcp_sk_init stores (1 << V) / 2 as a netns default: an
+    # object with a use and no site is recompiled as well, and that copy keeps it unsupported
+    assert "TCP_PLB_SCALE" not in {k.name for k in shaped.catalog.knobs}
+    (row,) = [c for c in shaped.coverage if c.name == "TCP_PLB_SCALE"]
+    assert row.status == "unsupported" and "tcp_sk_init" in row.detail
