@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from autotune.core.catalog import Knob
-from autotune.core.errors import BadInputError, EnvironmentProblem
+from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
 from kernel_runtime.sie.knobset import UNVERIFIED_FLAG
 
 if TYPE_CHECKING:
+    from kernel_runtime.controller import KnobController
     from kernel_runtime.sie import SieBackend
     from kernel_runtime.sie.knobset import KnobSet
     from kernel_runtime.sie.runtime import Mode
@@ -35,6 +36,7 @@ Examples:
   autotune knob list --catalog ~/.cache/autotune/catalogs/BUILD_ID.oracle.json
   autotune knob set IORING_MAX_ENTRIES 4096          # an oracle-verified analysis knob
   autotune knob load PIPE_DEF_BUFFERS --mode per-task
+  autotune knob load SHRINK_BATCH --mode global
   autotune knob set PIPE_DEF_BUFFERS 64
   autotune knob set TCP_INIT_CWND 32 --cgroup /sys/fs/cgroup/web
   autotune knob set SHRINK_BATCH 32 --pid 4242
@@ -129,6 +131,17 @@ def knob() -> None:
     """Single knobs on this kernel: SIE perf-consts and curated sysctl/debugfs tunables."""
 
 
+def _default_text(controller: KnobController, knob: Knob) -> str:
+    """A perf-const's built-in value; a tunable has none, so show what it is set to now."""
+    if knob.default is not None:
+        return str(knob.default)
+    backend = controller.backends.get(knob.backend)
+    try:
+        return f"{str(backend.read(knob)).strip()} (now)" if backend is not None else "-"
+    except (OSError, AutotuneError):
+        return "-"
+
+
 @knob.command("list", epilog=EPILOG)
 @release_option
 @catalog_options
@@ -154,11 +167,13 @@ def list_(release: str | None, catalog: str | None, allow_unverified: bool) -> N
             reasons[k.name] = f"no SIE here: {SieBackend.for_running_kernel(found)}"
         elif k.name not in reasons and (note := sie.skipped_note(k)):
             reasons[k.name] = f"yes ({note})"
-    table = Table("knob", "backend", "catalog", "default", "domain", "usable here")
+    table = Table(Column("knob", no_wrap=True), "backend", "catalog", "default", "domain",
+                  "usable here")
     for k in knobs:
         dom = f"[{k.domain.min}, {k.domain.max}]" + "".join(f" {c.describe()}" for c in k.domain.constraints)
         origin = found.origin(k.name) if k.backend == "sie" else "curated"
-        table.add_row(k.name, k.backend, origin, str(k.default), dom, reasons.get(k.name, "yes"))
+        table.add_row(k.name, k.backend, origin, _default_text(controller, k), dom,
+                      reasons.get(k.name, "yes"))
     console.print(table)
     if found.hand is not None:
         console.print(f"hand: the package's lab-tested catalog for {found.kernel.release}")
@@ -172,8 +187,9 @@ def list_(release: str | None, catalog: str | None, allow_unverified: bool) -> N
 
 @knob.command(epilog=EPILOG)
 @click.argument("name")
-@click.option("--mode", type=click.Choice(["immediate", "per-task"]), default="immediate",
-              help="When a new value reaches a task (per-task: on entering a safe span).")
+@click.option("--mode", type=click.Choice(["immediate", "per-task", "global"]), default="immediate",
+              help="When a new value reaches a task (per-task: on entering a safe span; "
+                   "global: when no task is inside a safe span, never forced).")
 @release_option
 @catalog_options
 @dry_run_option
@@ -191,7 +207,7 @@ def load(name: str, mode: str, release: str | None, catalog: str | None, allow_u
         return
     backend = _sie_backend(found, allow_unverified, cast("Mode", mode))
     backend.load(k)
-    note = backend.skipped_note(k)
+    note = "; ".join(n for n in (backend.skipped_note(k), backend.moved_note(k)) if n)
     console.print(f"{name}: loaded ({mode}{'; ' + note if note else ''}); "
                   "the kernel's own value applies until 'knob set'")
 
