@@ -6,32 +6,20 @@ code-generation flags; each answer below is fixed by construction.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from analysis import analyze
-from analysis.kernel_files import KernelFiles
 from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
-CORPUS = Path(__file__).parent / "corpus"
 NAMES = ["back_max", "live_budget", "MULTI_LIMIT", "MERGE_MS", "DIV_POW2", "MUL_POW2", "PER_PAGE",
          "ZERO_DELAY"]
 
 
 @pytest.fixture(scope="module")
-def catalog(corpus_elf: Path, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
-    work = tmp_path_factory.mktemp("cache")
-    (work / "config").write_text("CONFIG_HZ=250\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AUTOTUNE_CACHE_DIR", str(work))
-    try:
-        kernel = KernelFiles(corpus_elf, CORPUS, work / "config", None, "corpus", "")
-        return analyze.analyze(kernel, names=NAMES, oracle=False, jobs=1,
-                               tsv=work / "no-paper-list.tsv", force=True).catalog
-    finally:
-        mp.undo()
+def catalog(corpus_catalog: Callable[[list[str]], Catalog]) -> Catalog:
+    return corpus_catalog(NAMES)
 
 
 def test_static_const_is_a_constant_and_members_are_not_uses(catalog: Catalog) -> None:
