@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Shared part of every SIE site program: the value maps with their scopes, the per-task
- * transition state, the per-site counters and the write kfuncs of the sie_write module.
+ * and global transition state, the per-site counters and the write kfuncs of the sie_write
+ * module.
  *
  * All maps are pinned by name in the knob's directory, so every site object of one knob
  * (and the span probes) shares one value table: a value change is one map update.
@@ -20,10 +21,12 @@
 #define SIE_SCOPE_PID 2
 #define SIE_MODE_IMMEDIATE 0
 #define SIE_MODE_PER_TASK 1
+#define SIE_MODE_GLOBAL 2
 
+/* gen: 0 in immediate and per-task mode; in global mode the value table's generation. */
 struct sie_key {
 	__u32 kind;
-	__u32 pad;
+	__u32 gen;
 	__u64 id;
 };
 
@@ -32,10 +35,24 @@ struct sie_val {
 	__u64 epoch;
 };
 
+/* Written by user space only (BPF reads it): a value change rewrites the whole word. */
 struct sie_ctl {
 	__u64 epoch;
-	__u32 disabled;
+	__u32 pending;		/* global: the newest generation user space published */
 	__u32 mode;
+	__u64 pending_ns;	/* when it was published (bpf_ktime_get_ns clock) */
+};
+
+/*
+ * Written by BPF only, with atomics (user space only reads it), so nothing user space does
+ * can undo what a site decided: a self-check mismatch's `disabled` stays set.
+ * gate (global mode): live generation << 32 | tasks inside a safe span of the knob.
+ */
+struct sie_live {
+	__u64 gate;
+	__u64 disabled;
+	__u64 switched_ns;	/* when the live generation last moved */
+	__u64 switches;
 };
 
 struct sie_count {
@@ -69,6 +86,14 @@ struct {
 } sie_ctl SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sie_live);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sie_live SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SIE_MAX_SITES);
 	__type(key, __u32);
@@ -90,6 +115,9 @@ extern int sie_write_mem(struct pt_regs *regs, __u64 addr, __u32 size, __u64 val
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* A word another CPU's BPF program changes atomically: read it once, from memory. */
+#define SIE_READ(x) (*(volatile __typeof__(x) *)&(x))
+
 /* pt_regs word @i of the probe's saved state (x86-64 layout: r15 .. di = 0 .. 14). */
 #define SIE_REGS_WORD(ctx, i) (((const __u64 *)(ctx))[(i)])
 
@@ -107,10 +135,18 @@ static __always_inline struct sie_ctl *sie_control(void)
 	return bpf_map_lookup_elem(&sie_ctl, &zero);
 }
 
-/* The value for the current task's scope: pid beats cgroup beats global. */
-static __always_inline int sie_scope_value(__s64 *out)
+static __always_inline struct sie_live *sie_live_state(void)
 {
-	struct sie_key key = { .kind = SIE_SCOPE_PID, .id = bpf_get_current_pid_tgid() >> 32 };
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sie_live, &zero);
+}
+
+/* The value of generation @gen for the current task's scope: pid beats cgroup beats global. */
+static __always_inline int sie_scope_value(__u32 gen, __s64 *out)
+{
+	struct sie_key key = { .kind = SIE_SCOPE_PID, .gen = gen,
+			       .id = bpf_get_current_pid_tgid() >> 32 };
 	struct sie_val *val = bpf_map_lookup_elem(&sie_values, &key);
 
 	if (!val) {
@@ -132,14 +168,18 @@ static __always_inline int sie_scope_value(__s64 *out)
 /*
  * The value this hit must apply, or 0 when the kernel's own constant applies.
  * Per-task mode: a task inside a safe span keeps the value it latched on entering it.
+ * Global mode: the live generation, which cannot move while any task is inside a span.
  */
 static __always_inline int sie_value(struct sie_ctl *ctl, __s64 *out)
 {
+	struct sie_live *live = sie_live_state();
 	struct sie_task *task;
 	__u32 tid;
 
-	if (ctl->disabled)
+	if (!live || SIE_READ(live->disabled))
 		return 0;
+	if (ctl->mode == SIE_MODE_GLOBAL)
+		return sie_scope_value(SIE_READ(live->gate) >> 32, out);
 	if (ctl->mode == SIE_MODE_PER_TASK) {
 		tid = (__u32)bpf_get_current_pid_tgid();
 		task = bpf_map_lookup_elem(&sie_tasks, &tid);
@@ -148,14 +188,20 @@ static __always_inline int sie_value(struct sie_ctl *ctl, __s64 *out)
 			return task->has;
 		}
 	}
-	return sie_scope_value(out);
+	return sie_scope_value(0, out);
 }
 
-/* A location that does not hold the default's value: never write, stop the knob. */
+/*
+ * A location that does not hold the default's value: never write, stop the knob. The flag
+ * lives in sie_live, which user space never writes (ctl is the knob's control, for callers).
+ */
 static __always_inline void sie_mismatch(struct sie_ctl *ctl, struct sie_count *cnt)
 {
+	struct sie_live *live = sie_live_state();
+
 	cnt->mismatches++;
-	ctl->disabled = 1;
+	if (live)
+		__sync_fetch_and_or(&live->disabled, 1);
 }
 
 static __always_inline void sie_account(struct sie_count *cnt, int err)
