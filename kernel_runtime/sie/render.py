@@ -214,7 +214,7 @@ def compile_object(rendered: Rendered, *, btf: Path, cache: Path) -> Path:
         src = Path(tmp) / f"{rendered.digest}.bpf.c"
         src.write_text(rendered.source)
         out = Path(tmp) / obj.name
-        proc = subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
+        proc = subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86",
                                f"-I{header.parent}", "-c", str(src), "-o", str(out)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
