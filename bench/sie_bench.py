@@ -14,8 +14,8 @@ import json
 from kernel_runtime.lab.target import LabTarget
 
 GUEST = r'''
-import fcntl, json, os, statistics, sys, time
-from kernel_runtime.sie import SieBackend, runtime
+import fcntl, json, os, statistics, struct, sys, time
+from kernel_runtime.sie import SieBackend, pins, values
 from kernel_runtime.backend import GLOBAL
 ROUNDS = int(sys.argv[1])
 OPT = "/proc/sys/debug/kprobes-optimization"
@@ -67,8 +67,8 @@ out["sites"] = len(pipe.sites)
 out["hit_ns_optimized"] = paired(active)
 out["hit_ns_no_value"] = paired(idle)
 out["hit_ns_int3"] = paired(int3)
-raw = runtime._map(pipe.name, "sie_values")
-key, val = runtime._scope_key(GLOBAL), runtime.struct.pack("<qQ", 16, 1)
+raw = pins.pinned(pipe.name, "sie_values")
+key, val = values.scope_key(GLOBAL), struct.pack("<qQ", 16, 1)
 bare = []
 for _ in range(ROUNDS):
     t = time.perf_counter_ns(); raw.update(key, val); bare.append(time.perf_counter_ns() - t)
@@ -77,7 +77,7 @@ update, switch, wrong = [], [], 0
 for i in range(ROUNDS):
     v = 4 if i % 2 else 64
     t0 = time.perf_counter_ns()
-    runtime.set_value(pipe.name, v, GLOBAL)
+    values.set_value(pipe.name, v, GLOBAL)
     t1 = time.perf_counter_ns()
     wrong += size() != v * 4096
     t2 = time.perf_counter_ns()

@@ -17,8 +17,9 @@ from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProble
 from autotune.core.kernel import running_kernel
 from kernel_runtime.backend import GLOBAL, Backend, KnobState, Scope
 from kernel_runtime.features import probe_features
-from kernel_runtime.sie import artifacts, module, runtime
+from kernel_runtime.sie import artifacts, module, probes, runtime, values
 from kernel_runtime.sie.knobset import CatalogChoice, KnobSet, load_knob_set, unverified_reason
+from kernel_runtime.sie.pins import is_loaded
 from kernel_runtime.sie.render import Rendered, compile_object, render_site
 
 
@@ -98,11 +99,14 @@ class SieBackend(Backend):
                 continue
             try:
                 render_site(knob, site, i)  # a site no template can express never loads
-                runtime.site_address(self.syms(), site)
+                base = self.syms().address(site.function, site.module)
             except BadInputError as e:
                 return f"site {site.function}+{site.probe_offset:#x} cannot be rendered: {e}"
             except EnvironmentProblem as e:
                 return str(e)
+            refused = probes.unusable_reason(site, base)
+            if refused:
+                return refused
         return None
 
     def object_for(self, rendered: Rendered) -> Path:
@@ -148,29 +152,36 @@ class SieBackend(Backend):
         if len(skip) == len(knob.sites):
             raise EnvironmentProblem(f"knob {knob.name!r}: {self.unavailable_reason(knob)}")
         module.load(self.module_path())
-        if not runtime.is_loaded(knob.name):
+        if not is_loaded(knob.name):
             runtime.attach(knob, mode=self.mode, object_for=self.object_for, syms=self.syms(),
                            skip=frozenset(skip))
-        elif runtime.control(knob.name)["mode"] != runtime.MODES[self.mode]:
+        elif values.control(knob.name).mode != runtime.MODES[self.mode]:
             raise BadInputError(f"knob {knob.name!r} is loaded in another transition mode: "
                                 f"'autotune knob unload {knob.name}' first, then load it --mode {self.mode}")
         self._loaded[knob.name] = knob
 
+    def moved_note(self, knob: Knob) -> str | None:
+        """Sites attached at an equivalent offset because the kernel refused the catalog's."""
+        moved = [f"{s.function}+{s.probe_offset:#x} at +{used:#x}"
+                 for i, used in sorted(runtime.attached_offsets(knob).items())
+                 if used != (s := knob.sites[i]).probe_offset]
+        return f"attached at equivalent offsets: {', '.join(moved)}" if moved else None
+
     def _require(self, knob: Knob) -> None:
-        if not runtime.is_loaded(knob.name):
+        if not is_loaded(knob.name):
             self.load(knob)  # another process unloaded it: attach again before writing
 
     def read(self, knob: Knob, scope: Scope = GLOBAL) -> Any:
         self._require(knob)
-        return runtime.get_value(knob.name, scope)
+        return values.get_value(knob.name, scope)
 
     def set(self, knob: Knob, value: int, scope: Scope = GLOBAL) -> None:
         self._require(knob)
-        runtime.set_value(knob.name, int(value), scope)
+        values.set_value(knob.name, int(value), scope)
 
     def restore(self, knob: Knob, token: Any, scope: Scope = GLOBAL) -> None:
-        if runtime.is_loaded(knob.name):
-            runtime.set_value(knob.name, None if token is None else int(token), scope,
+        if is_loaded(knob.name):
+            values.set_value(knob.name, None if token is None else int(token), scope,
                               restoring=True)
 
     def unload(self) -> None:
@@ -191,35 +202,40 @@ class SieBackend(Backend):
         return list(out.values())
 
     def status(self) -> list[KnobState]:
+        """Per-site counters (and the offset used when an equivalent one was taken), the
+        global mode's live generation and pending change, and alerts: a self-check
+        mismatch (``disabled`` is read from the map only BPF writes), late modules."""
         states: list[KnobState] = []
         loaded_mods = runtime.loaded_modules()
         for knob in self.known():
-            if not runtime.is_loaded(knob.name):
+            if not is_loaded(knob.name):
                 continue
-            ctl = runtime.control(knob.name)
+            state = values.live(knob.name)
             sites = runtime.counters(knob.name, len(knob.sites))
-            attached = runtime.attached_sites(knob.name)
-            addresses = [runtime.site_address(self.syms(), s) if i in attached else 0
-                         for i, s in enumerate(knob.sites)]
-            counters: dict[str, int] = {"epoch": ctl["epoch"]}
+            used = runtime.attached_offsets(knob)
+            base = {i: self.syms().address(knob.sites[i].function, knob.sites[i].module) for i in used}
+            addresses = [base[i] + used[i] if i in used else 0 for i in range(len(knob.sites))]
+            counters = values.transition_counters(knob.name, state)
             for i, (site, opt) in enumerate(zip(sites, runtime.optimized(addresses), strict=True)):
-                if i not in attached:
+                if i not in used:
                     counters[f"site{i}.attached"] = 0
                     continue
                 counters.update({f"site{i}.{k}": v for k, v in site.items()})
+                if used[i] != knob.sites[i].probe_offset:
+                    counters[f"site{i}.offset"] = used[i]
                 if opt is not None:
                     counters[f"site{i}.optimized"] = int(opt)
             bad = [f"{s.function}+{s.probe_offset:#x}" for s, c in zip(knob.sites, sites, strict=True)
                    if c["mismatches"]]
-            late = sorted({s.module for i, s in enumerate(knob.sites) if i not in attached and
+            late = sorted({s.module for i, s in enumerate(knob.sites) if i not in used and
                            s.module and runtime.module_name(s.module) in loaded_mods})
             alerts = ([f"self-check mismatch at {', '.join(bad)}: " +
-                       ("knob disabled, nothing written" if ctl["disabled"] else
-                        "nothing written there")] if bad or ctl["disabled"] else []) + \
+                       ("knob disabled, nothing written" if state.disabled else
+                        "nothing written there")] if bad or state.disabled else []) + \
                 ([f"module(s) {', '.join(late)} loaded after the knob: their sites keep the "
                   f"kernel's constant; 'autotune knob unload {knob.name}' and load it again"]
                  if late else [])
             states.append(KnobState(name=knob.name, backend=self.kind,
-                                    value=runtime.get_value(knob.name, GLOBAL),
+                                    value=values.live_value(knob.name, GLOBAL, state),
                                     counters=counters, alert="; ".join(alerts) or None))
         return states

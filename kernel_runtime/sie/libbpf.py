@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_map_update_elem": (ctypes.c_int, [ctypes.c_int, p, p, ctypes.c_uint64]),
         "bpf_map_lookup_elem": (ctypes.c_int, [ctypes.c_int, p, p]),
         "bpf_map_delete_elem": (ctypes.c_int, [ctypes.c_int, p]),
+        "bpf_map_get_next_key": (ctypes.c_int, [ctypes.c_int, p, p]),
         "libbpf_num_possible_cpus": (ctypes.c_int, []),
     }
     for name, (restype, argtypes) in sigs.items():
@@ -78,6 +80,15 @@ def _fail(what: str) -> EnvironmentProblem:
     err = ctypes.get_errno()
     return EnvironmentProblem(f"{what}: {os.strerror(err) if err else 'libbpf error'} "
                               "(run as root; check 'dmesg' for the verifier's reason)")
+
+
+class KprobeRefused(EnvironmentProblem):
+    """The kernel refused a kprobe at this address (EINVAL / EILSEQ): an equivalent offset
+    may still be taken (``kernel_runtime.sie.probes`` says why this one was not)."""
+
+    def __init__(self, where: str, err: int) -> None:
+        super().__init__(f"the kernel refused a kprobe at {where}: {os.strerror(err)}")
+        self.errno = err
 
 
 class BpfObject:
@@ -108,6 +119,8 @@ class BpfObject:
         opts = _KprobeOpts(sz=ctypes.sizeof(_KprobeOpts), offset=offset, retprobe=retprobe)
         link = lib().bpf_program__attach_kprobe_opts(prog, function.encode(), ctypes.byref(opts))
         if not link or lib().libbpf_get_error(link):
+            if ctypes.get_errno() in (errno.EINVAL, errno.EILSEQ):
+                raise KprobeRefused(f"{function}+{offset:#x}", ctypes.get_errno())
             raise _fail(f"cannot attach a kprobe at {function}+{offset:#x}")
         try:
             if lib().bpf_link__pin(link, str(link_path).encode()):
@@ -141,6 +154,16 @@ class PinnedMap:
 
     def delete(self, key: bytes) -> None:
         lib().bpf_map_delete_elem(self.fd, key)
+
+    def keys(self, size: int) -> list[bytes]:
+        """Every key (of ``size`` bytes), in the map's order."""
+        out: list[bytes] = []
+        cur = ctypes.create_string_buffer(size)
+        prev = None
+        while not lib().bpf_map_get_next_key(self.fd, prev, cur):
+            out.append(cur.raw)
+            prev = ctypes.create_string_buffer(cur.raw, size)
+        return out
 
     def close(self) -> None:
         if self.fd >= 0:

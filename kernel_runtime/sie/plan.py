@@ -31,13 +31,14 @@ def load_plan(knob: Knob, mode: Mode, *, with_source: bool = True) -> str:
             lines.append(f"kprobe {site.function}+{site.save_offset:#x} -> sie_save (save probe)")
         if with_source:
             lines += [f"/* ---- site {i}: {rendered.object_name} ---- */", rendered.source]
-    if mode == "per-task":
+    if mode != "immediate":
         span = render_span()
         for site in knob.sites:
             for s in site.safe_spans:
                 lines.append(f"kprobe {s.function}+{s.start:#x} -> sie_span_enter; "
                              f"exit at {s.function}+{s.end:#x} -> sie_span_exit ({span.object_name})")
-    lines.append(f"map update {where}/sie_ctl[0] = {{epoch 0, disabled 0, mode {mode}}}")
+    lines.append(f"map update {where}/sie_ctl[0] = {{epoch 0, pending 0, mode {mode}}}  "
+                 "# sie_live (disabled, global gate) is written by the programs only")
     return "\n".join(lines)
 
 
@@ -45,4 +46,7 @@ def set_plan(knob: Knob, value: int | None, scope: Scope) -> str:
     where = pin_dir(knob.name)
     action = f"= {{v {value}, epoch+1}}" if value is not None else "deleted (kernel's constant)"
     return (f"map update {where}/sie_values[{scope}] {action}\n"
-            f"map update {where}/sie_ctl[0].epoch += 1")
+            f"map update {where}/sie_ctl[0].epoch += 1\n"
+            "# global mode: the value table is copied into generation pending+1, edited there, "
+            "then sie_ctl[0].pending = that generation; a span probe switches to it when no task "
+            "is inside a safe span")

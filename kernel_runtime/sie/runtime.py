@@ -1,14 +1,11 @@
-"""Attach, drive and detach one SIE knob: pinned programs, value maps and counters.
+"""Attach and detach one SIE knob: pinned programs, module slots, counters.
 
-Everything lives pinned under ``/sys/fs/bpf/autotune/<KNOB>/`` (links and maps), so a
-knob loaded by one process (``autotune knob load``) is changed by another (``knob set``)
-with a plain map update, and survives until ``unload`` removes the pins.
+Everything lives pinned under ``/sys/fs/bpf/autotune/<KNOB>/`` (``pins.py``) and survives
+until ``unload`` removes the pins; values and the control word are ``values.py``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import struct
 from collections.abc import Callable
@@ -17,19 +14,16 @@ from pathlib import Path
 from typing import Literal
 
 from autotune.core.catalog import Knob, SafeSpan, Site
-from autotune.core.errors import AutotuneError, BadInputError, EnvironmentProblem
-from kernel_runtime.backend import Scope
-from kernel_runtime.sie import module
-from kernel_runtime.sie.libbpf import BpfObject, PinnedMap, possible_cpus
+from autotune.core.errors import BadInputError, EnvironmentProblem
+from kernel_runtime.sie import module, probes, values
+from kernel_runtime.sie.libbpf import BpfObject, KprobeRefused, PinnedMap, possible_cpus
+from kernel_runtime.sie.pins import BPFFS, PIN_ROOT, forget, fresh, pin_dir, pinned
 from kernel_runtime.sie.render import Rendered, render_site, render_span
 
-BPFFS = Path("/sys/fs/bpf")
-PIN_ROOT = BPFFS / "autotune"
 KPROBE_LIST = Path("/sys/kernel/debug/kprobes/list")
-Mode = Literal["immediate", "per-task"]
-MODES: dict[str, int] = {"immediate": 0, "per-task": 1}
-_SCOPE_KIND = {"global": 0, "cgroup": 1, "pid": 2}
-_KEY, _VAL, _CTL, _COUNT = "<IIQ", "<qQ", "<QII", "<QQQQ"
+Mode = Literal["immediate", "per-task", "global"]
+MODES = values.MODES
+_COUNT = "<QQQQ"
 COUNTERS = ("hits", "applied", "mismatches", "refused")
 
 ObjectFor = Callable[[Rendered], Path]
@@ -79,38 +73,34 @@ def loaded_modules(path: Path = Path("/proc/modules")) -> set[str]:
         return set()
 
 
-def site_address(syms: Kallsyms, site: Site) -> int:
-    return syms.address(site.function, site.module) + site.probe_offset
+_SITE_LINK = re.compile(r"link_site(\d+)(?:_at(0x[0-9a-f]+))?")
 
 
-def pin_dir(knob: str) -> Path:
-    """The knob's bpffs directory; analysis names a derived constant by its expression
-    (``ca->delay_min >> 3``), so other characters are replaced and the name's hash added."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", knob)
-    if safe != knob:
-        safe += "-" + hashlib.sha256(knob.encode()).hexdigest()[:8]
-    return PIN_ROOT / safe
-
-
-def is_loaded(knob: str) -> bool:
-    return (pin_dir(knob) / "sie_ctl").exists()
+def attached_offsets(knob: Knob) -> dict[int, int]:
+    """Site index -> the probe offset its link is attached at, for sites attached at load
+    (``link_siteN``: the catalog's probe_offset; ``link_siteN_at0x..``: an equivalent one)."""
+    out: dict[int, int] = {}
+    for p in pin_dir(knob.name).glob("link_site*"):
+        m = _SITE_LINK.fullmatch(p.name)
+        if m and int(m[1]) < len(knob.sites):
+            out[int(m[1])] = int(m[2], 16) if m[2] else knob.sites[int(m[1])].probe_offset
+    return out
 
 
 def attached_sites(knob: str) -> set[int]:
     """Indices of the sites whose probe link is pinned (the rest were skipped at load)."""
-    return {int(p.name.removeprefix("link_site")) for p in pin_dir(knob).glob("link_site*")
-            if p.name.removeprefix("link_site").isdigit()}
-
-
-def _scope_key(scope: Scope) -> bytes:
-    return struct.pack(_KEY, _SCOPE_KIND[scope.kind], 0, scope.ident if scope.kind != "global" else 0)
+    return {int(m[1]) for p in pin_dir(knob).glob("link_site*")
+            if (m := _SITE_LINK.fullmatch(p.name))}
 
 
 def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
            skip: frozenset[int] = frozenset()) -> None:
     """Load and attach every site but those in ``skip`` (their module is not loaded), and the
-    safe spans in per-task mode; nothing applies yet. Site indices stay the catalog's, so
-    counters and object names do not depend on which modules are loaded."""
+    safe spans in per-task and global mode; nothing applies yet. Site indices stay the
+    catalog's, so counters and object names do not depend on which modules are loaded.
+
+    A site is attached at the first of its equivalent probe offsets the kernel accepts
+    (``probes.offsets_to_try``); when it accepts none, nothing of the knob stays attached."""
     if not BPFFS.is_mount():
         raise EnvironmentProblem(f"bpffs not mounted: run 'mount -t bpf bpf {BPFFS}'")
     where = pin_dir(knob.name)
@@ -119,11 +109,9 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
         for i, site in enumerate(knob.sites):
             if i in skip:
                 continue
-            address = site_address(syms, site)
             obj = BpfObject(object_for(render_site(knob, site, i)), where)
             try:
-                module.register(address, site)
-                obj.attach_kprobe("sie_site", site.function, site.probe_offset, where / f"link_site{i}")
+                _attach_site(obj, site, i, syms, where)
                 if site.guard_offset is not None:
                     obj.attach_kprobe("sie_guard", site.function, site.guard_offset,
                                       where / f"link_site{i}_guard")
@@ -133,14 +121,35 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
                                       where / f"link_site{i}_save")
             finally:
                 obj.close()
-        if mode == "per-task":
+        if mode != "immediate":
             _attach_spans([s for i, s in enumerate(knob.sites) if i not in skip], knob.name,
                           object_for, syms, where)
-        _fresh(knob.name)
-        _map(knob.name, "sie_ctl").update(struct.pack("<I", 0), struct.pack(_CTL, 0, 0, MODES[mode]))
+        fresh(knob.name)
+        pinned(knob.name, "sie_ctl").update(struct.pack("<I", 0), values.initial_control(mode))
     except BaseException:
         detach(knob, syms)
         raise
+
+
+def _attach_site(obj: BpfObject, site: Site, i: int, syms: Kallsyms, where: Path) -> None:
+    """The site's program at the first equivalent offset the kernel takes; its module slot
+    is registered for exactly that probe address."""
+    base = syms.address(site.function, site.module)
+    refusals: list[str] = []
+    for offset in probes.offsets_to_try(site):
+        link = where / (f"link_site{i}" if offset == site.probe_offset else f"link_site{i}_at{offset:#x}")
+        module.register(base + offset, site)
+        try:
+            obj.attach_kprobe("sie_site", site.function, offset, link)
+        except BaseException as e:
+            module.unregister(base + offset, site)
+            if not isinstance(e, KprobeRefused):
+                raise
+            refusals.append(f"+{offset:#x}: {probes.why_refused(site.function, base + offset)}")
+            continue
+        return
+    raise EnvironmentProblem(f"site {site.function}+{site.probe_offset:#x}: the kernel refused a kprobe "
+                             f"at every equivalent offset ({'; '.join(refusals)})")
 
 
 def _attach_spans(sites: list[Site], name: str, object_for: ObjectFor, syms: Kallsyms,
@@ -176,97 +185,27 @@ def _ends_function(span: SafeSpan, owner: str | None, syms: Kallsyms) -> bool:
 
 def detach(knob: Knob, syms: Kallsyms) -> None:
     """Remove every pin of the knob (detaching its probes) and its module slots."""
-    _forget(knob.name)
+    forget(knob.name)
     where = pin_dir(knob.name)
+    used = attached_offsets(knob) if where.exists() else {}
     if where.exists():
         for link in sorted(where.glob("link_*")):
             link.unlink()
         for pinned in where.iterdir():
             pinned.unlink()
         where.rmdir()
-    for site in knob.sites:
+    for i, site in enumerate(knob.sites):
         try:
-            module.unregister(site_address(syms, site), site)
+            module.unregister(syms.address(site.function, site.module) +
+                              used.get(i, site.probe_offset), site)
         except EnvironmentProblem:
             continue
 
 
-_open: dict[tuple[str, str], PinnedMap] = {}
-_pinned_as: dict[str, int] = {}
-
-
-def _fresh(knob: str) -> None:
-    """One stat per operation: drop cached fds when another process re-pinned the knob
-    (its control map's inode changed) or unloaded it."""
-    try:
-        ino = os.stat(pin_dir(knob) / "sie_ctl").st_ino
-    except OSError as e:
-        _forget(knob)
-        raise EnvironmentProblem(f"knob {knob!r} is not loaded ({e.strerror}): "
-                                 f"run 'autotune knob load {knob}'") from e
-    if _pinned_as.get(knob) != ino:
-        _forget(knob)
-        _pinned_as[knob] = ino
-
-
-def _map(knob: str, name: str) -> PinnedMap:
-    """A pinned map of a loaded knob, opened once per process (a value change is then a
-    stat and three bpf() calls: no path parsing, no open)."""
-    found = _open.get((knob, name))
-    if found is None:
-        found = _open[(knob, name)] = PinnedMap(pin_dir(knob) / name)
-    return found
-
-
-def _forget(knob: str) -> None:
-    _pinned_as.pop(knob, None)
-    for key in [k for k in _open if k[0] == knob]:
-        _open.pop(key).close()
-
-
-def _ctl(knob: str) -> tuple[PinnedMap, tuple[int, int, int]]:
-    ctl = _map(knob, "sie_ctl")
-    raw = ctl.lookup(struct.pack("<I", 0), struct.calcsize(_CTL))
-    assert raw is not None
-    return ctl, struct.unpack(_CTL, raw)
-
-
-def set_value(knob: str, value: int | None, scope: Scope, *, restoring: bool = False) -> int:
-    """Make ``value`` live for ``scope`` (None: back to the kernel's constant); bump the epoch.
-
-    A knob that disabled itself takes no new value, but a restore still goes through: it
-    writes nothing anyway, and refusing it would leave the journal session open."""
-    _fresh(knob)
-    ctl, (epoch, disabled, mode) = _ctl(knob)
-    if disabled and not restoring:
-        raise AutotuneError(f"knob {knob!r} disabled itself: a site did not hold its default "
-                            "value (wrong catalog for this kernel?); see 'autotune knob status'")
-    values = _map(knob, "sie_values")
-    epoch += 1
-    if value is None:
-        values.delete(_scope_key(scope))
-    else:
-        values.update(_scope_key(scope), struct.pack(_VAL, value, epoch))
-    ctl.update(struct.pack("<I", 0), struct.pack(_CTL, epoch, disabled, mode))
-    return epoch
-
-
-def get_value(knob: str, scope: Scope) -> int | None:
-    _fresh(knob)
-    raw = _map(knob, "sie_values").lookup(_scope_key(scope), struct.calcsize(_VAL))
-    return None if raw is None else int(struct.unpack(_VAL, raw)[0])
-
-
-def control(knob: str) -> dict[str, int]:
-    _fresh(knob)
-    _, (epoch, disabled, mode) = _ctl(knob)
-    return {"epoch": epoch, "disabled": disabled, "mode": mode}
-
-
 def counters(knob: str, sites: int) -> list[dict[str, int]]:
     """Per-site hits / applied / mismatches / refused, summed over CPUs."""
-    _fresh(knob)
-    counts = _map(knob, "sie_counts")
+    fresh(knob)
+    counts = pinned(knob, "sie_counts")
     ncpu, size = possible_cpus(), struct.calcsize(_COUNT)
     out: list[dict[str, int]] = []
     for i in range(sites):

@@ -191,7 +191,7 @@ def test_per_task_mode_latches_on_span_entry(lab: LabTarget) -> None:
     """Per-task: the value is taken on entering the safe span; enter/exit stay balanced."""
     code = (
         "import fcntl, json, os, struct\n"
-        "from kernel_runtime.sie import SieBackend, runtime\n"
+        "from kernel_runtime.sie import SieBackend, runtime, values\n"
         "from kernel_runtime.sie.libbpf import PinnedMap\n"
         "b = SieBackend.for_running_kernel(); b.mode = 'per-task'\n"
         "b.unload_knob(b.catalog.knob('PIPE_DEF_BUFFERS'))  # one knob per site\n"
@@ -206,7 +206,7 @@ def test_per_task_mode_latches_on_span_entry(lab: LabTarget) -> None:
         "    out['sizes'].append(size())\n"
         "    raw = tasks.lookup(struct.pack('<I', os.getpid()), 24)\n"
         "    out['tasks'].append(list(struct.unpack('<QqII', raw)))\n"
-        "out['epoch'] = runtime.control(k.name)['epoch']\n"
+        "out['epoch'] = values.control(k.name).epoch\n"
         "out['links'] = sorted(p.name for p in runtime.pin_dir(k.name).glob('link_*'))\n"
         "tasks.close(); b.unload_knob(k)\n"
         "print(json.dumps(out))\n")
