@@ -89,6 +89,25 @@ out.update(bare_us_p50=q(bare, 0.5), bare_us_p99=q(bare, 0.99),
            switch_wrong=wrong, switches=ROUNDS)
 b.unload_knob(pipe)
 
+# Global mode: the same alternating switches; a change is published, and the next span
+# entry (alloc_pipe_info) with no task inside switches generations. The kernel-side delay
+# is switched_ns - pending_ns (both CLOCK_MONOTONIC).
+b.mode = "global"; b.load(pipe)
+gupdate, gswitch, gkernel, gwrong = [], [], [], 0
+for i in range(ROUNDS):
+    v = 4 if i % 2 else 64
+    t0 = time.perf_counter_ns()
+    values.set_value(pipe.name, v, GLOBAL)
+    t1 = time.perf_counter_ns()
+    gwrong += size() != v * 4096
+    t2 = time.perf_counter_ns()
+    gupdate.append(t1 - t0); gswitch.append(t2 - t0)
+    gkernel.append(values.live(pipe.name).switched_ns - values.control(pipe.name).pending_ns)
+out.update(gupdate_us_p50=q(gupdate, 0.5), gupdate_us_p99=q(gupdate, 0.99),
+           gswitch_us_p50=q(gswitch, 0.5), gswitch_us_p99=q(gswitch, 0.99),
+           gkernel_us_p50=q(gkernel, 0.5), gkernel_us_p99=q(gkernel, 0.99), gswitch_wrong=gwrong)
+b.unload_knob(pipe); b.mode = "immediate"
+
 opt, total = 0, 0
 for k in b.catalog.knobs:
     b.load(k)
@@ -119,6 +138,13 @@ def main() -> None:
     print(f"update -> first applying hit (incl. pipe()), p50/p99: "
           f"{r['switch_us_p50']:.1f} / {r['switch_us_p99']:.1f} us; "
           f"{r['switches'] - r['switch_wrong']}/{r['switches']} switches applied on the next hit")
+    print(f"global mode: publish (copy table + pending), p50/p99: "
+          f"{r['gupdate_us_p50']:.1f} / {r['gupdate_us_p99']:.1f} us")
+    print(f"global mode: publish -> first applying hit, p50/p99: "
+          f"{r['gswitch_us_p50']:.1f} / {r['gswitch_us_p99']:.1f} us; "
+          f"{r['switches'] - r['gswitch_wrong']}/{r['switches']} applied on the next hit")
+    print(f"global mode: published -> generation switched (kernel clock), p50/p99: "
+          f"{r['gkernel_us_p50']:.1f} / {r['gkernel_us_p99']:.1f} us")
     print(f"site program run time per hit (kernel bpf_stats):     {r['prog_ns_per_hit']:.0f} ns")
     print(f"pipe() + close unprobed, median (max-min of samples): {r['pipe_ns']:.0f} ns "
           f"({r['pipe_spread_ns']:.0f} ns: per-hit deltas below this are noise)")
