@@ -13,6 +13,7 @@ from autotune.core.catalog import Knob
 from autotune.core.kernel import KernelInfo, running_kernel
 from kernel_runtime.backend import Backend
 from kernel_runtime.controller import KnobController
+from kernel_runtime.hitcount import Counting, Counts
 from kernel_runtime.journal import Journal, SessionKind
 from kernel_runtime.kernel_lock import KernelLock
 from kernel_runtime.paths import state_dir
@@ -59,6 +60,7 @@ class HostTarget(Target):
                                          allow_unverified=catalog.allow_unverified)
         self._procs = ProcessTable()
         self._dirs: list[str] = []
+        self.counting = Counting()
 
     def kernel(self) -> KernelInfo:
         return self._kernel
@@ -110,8 +112,16 @@ class HostTarget(Target):
     def stop(self, handle: ProcessHandle, *, grace: float = 5.0) -> None:
         self._procs.stop(handle.ident, grace)
 
+    def start_counting(self, knobs: list[Knob]) -> str:
+        """tracefs kprobe events on every site (see ``kernel_runtime.hitcount``)."""
+        return self.counting.start(knobs)
+
+    def stop_counting(self, token: str) -> Counts:
+        return self.counting.stop(token)
+
     def close(self) -> None:
         try:
+            self.counting.close()
             self._control.close()
         finally:
             self._procs.stop_all()

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autotune.core.catalog import Knob
+from autotune.core.errors import EnvironmentProblem
 from autotune.core.kernel import KernelInfo
 from kernel_runtime.backend import GLOBAL, KnobState, Scope
+from kernel_runtime.hitcount import Counts
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,20 @@ class Target(ABC):
     def stop(self, handle: ProcessHandle, *, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds."""
 
+    def start_counting(self, knobs: list[Knob]) -> str:
+        """Arm hit counters on every site of ``knobs`` (SIE ones); a token for ``stop_counting``.
+
+        Counting changes nothing the kernel computes; ``close`` removes counters left armed.
+        """
+        raise EnvironmentProblem(f"target {self.name!r} cannot count knob hits; use --no-select")
+
+    def stop_counting(self, token: str) -> Counts:
+        """Hits per knob since ``start_counting``; every counter of ``token`` is removed."""
+        raise EnvironmentProblem(f"target {self.name!r} has no counting session {token!r}")
+
     @abstractmethod
     def close(self) -> None:
-        """Revert knobs, stop every process this target started, remove workdirs."""
+        """Revert knobs, stop every process (and counter) this target started, remove workdirs."""
 
     def __enter__(self) -> Target:
         return self

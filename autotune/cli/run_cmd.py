@@ -15,6 +15,8 @@ Examples:
   autotune run --workload redis --knob net.core.busy_read --knob net.core.busy_poll
   autotune run --workload redis --target lab --knob TCP_MAX_QUICKACKS --knob BUSY_POLL_BUDGET
   autotune run --workload redis --catalog mycatalog.json   # another analysis catalog
+  autotune run --workload redis --max-knobs 4      # search the 4 most-hit SIE knobs
+  autotune run --workload redis --no-select        # skip hit counting (analysis knobs by --knob)
   autotune run --workload redis --study nightly-redis --storage postgresql://u:p@db/autotune
   autotune run --workload redis --target lab --workers 2      # two lab VMs, two trials at once
   autotune run --workload redis --ray-address ray-head:6379 --workers 8
@@ -45,6 +47,10 @@ Examples:
 @click.option("--validate-blocks", default=4, show_default=True,
               help="Fresh pairs per validated candidate (the CI comes from these only).")
 @click.option("--knob", "knob_names", multiple=True, help="Tune only these knobs (repeatable).")
+@click.option("--select/--no-select", default=True, show_default=True,
+              help="Count knob hits during one workload run and search only SIE knobs it hits.")
+@click.option("--max-knobs", default=8, show_default=True,
+              help="SIE knobs kept by selection, most hits first.")
 @click.option("--study", "study_name", default=None, help="Study name; an existing one resumes.")
 @click.option("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the data dir).")
 @click.option("--seed", type=int, default=None, help="Sampler seed, for reproducible searches.")
@@ -57,7 +63,7 @@ def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout
         objective: str, repeats: int | None, max_repeats: int, duration: float,
         min_effect: float | None, max_regression: float,
         preflight_runs: int, top_k: int, validate_blocks: int,
-        knob_names: tuple[str, ...], study_name: str | None, storage: str | None,
+        knob_names: tuple[str, ...], select: bool, max_knobs: int, study_name: str | None, storage: str | None,
         seed: int | None, workers: int, ray_address: str | None, catalog: str | None,
         allow_unverified: bool) -> None:
     """Tune kernel knobs for WORKLOAD with Bayesian optimization and an honest protocol.
@@ -76,5 +82,6 @@ def run(workload: str, wopts: tuple[str, ...], target: str, trials: int, timeout
                          seed=seed, preflight_runs=preflight_runs, top_k=top_k,
                          validate_blocks=validate_blocks, workers=workers,
                          ray_address=ray_address, catalog=catalog,
-                         allow_unverified_sites=allow_unverified)
+                         allow_unverified_sites=allow_unverified, select=select,
+                         max_knobs=max_knobs)
     run_study(config)

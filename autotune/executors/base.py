@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from autotune.study.worker import Pair
+from kernel_runtime.hitcount import Counts
 
-JobKind = Literal["baseline", "pairs"]
+JobKind = Literal["baseline", "pairs", "count"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class JobResult:
     job: Job
     pairs: list[Pair] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counts | None = None  # a "count" job: hits per knob during one workload run
     error: str | None = None
     worker: str = ""
 

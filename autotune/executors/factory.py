@@ -36,23 +36,28 @@ class WorkerSpec:
     duration: float = 4.0
     catalog: str | None = None
     allow_unverified_sites: bool = False
+    select: bool = True
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> WorkerSpec:
         return cls(target=config.target, workload=config.workload,
                    workload_options=dict(config.workload_options),
                    knob_names=tuple(config.knobs), duration=config.duration,
-                   catalog=config.catalog, allow_unverified_sites=config.allow_unverified_sites)
+                   catalog=config.catalog, allow_unverified_sites=config.allow_unverified_sites,
+                   select=config.select)
 
     def catalog_choice(self) -> CatalogChoice:
         return CatalogChoice(self.catalog, self.allow_unverified_sites)
 
 
-def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], list[tuple[str, str]]]:
+def select_knobs(target: Target, names: tuple[str, ...], *, counted: bool = True
+                 ) -> tuple[list[Knob], list[tuple[str, str]]]:
     """Usable knobs (optionally only the named ones) and the reasons others were left out.
 
-    Analysis-catalog knobs are searched only when named: without hit-count selection a
-    study over every one of them (dozens) would spend its few trials on noise.
+    With ``counted`` every usable knob is a candidate: the study's hit-count selection
+    (``autotune.study.selection``) narrows them. Without it (``--no-select``) analysis-catalog
+    knobs are searched only when named: a study over every one of them (dozens) would spend
+    its few trials on noise.
     """
     knobs = target.knobs()
     if names:
@@ -63,11 +68,12 @@ def select_knobs(target: Target, names: tuple[str, ...]) -> tuple[list[Knob], li
         knobs = [k for k in knobs if k.name in names]
         return target.control.usable(knobs)
     found = getattr(target, "knob_set", None)
-    extra = {k.name for k in found.extras()} if isinstance(found, KnobSet) else set()
+    extra = {k.name for k in found.extras()} if isinstance(found, KnobSet) and not counted else set()
     ok, left = target.control.usable([k for k in knobs if k.name not in extra])
     if extra:
         left.append((f"{len(extra)} analysis-catalog knobs",
-                     "searched only when named: --knob NAME ('autotune knob list' shows them)"))
+                     "with --no-select searched only when named: --knob NAME ('autotune knob "
+                     "list' shows them)"))
     return ok, left
 
 
@@ -87,7 +93,7 @@ def open_worker(spec: WorkerSpec, target: Target) -> OpenedWorker:
     try:
         workload = make_workload(spec.workload, spec.workload_options)
         restored = target.control.recover()
-        knobs, left_out = select_knobs(target, spec.knob_names)
+        knobs, left_out = select_knobs(target, spec.knob_names, counted=spec.select)
         worker = TrialWorker(target=target, workload=workload, knobs=knobs,
                              duration=spec.duration)
     except BaseException:

@@ -21,6 +21,8 @@ def execute(worker: TrialWorker, job: Job) -> JobResult:
         worker.ensure_ready()
         if job.kind == "baseline":
             return JobResult(job=job, runs=worker.baseline_runs(job.repeats))
+        if job.kind == "count":
+            return JobResult(job=job, counts=worker.count_hits())
         return JobResult(job=job, pairs=worker.pairs(job.params, job.repeats, first=job.tag))
     except (MeasurementError, KnobRejected) as e:
         return JobResult(job=job, error=str(e))

@@ -42,6 +42,7 @@ def policy_from_study(study: optuna.Study, storage: str | None) -> Policy:
             metrics={m: MetricEvidence(**e) for m, e in effects.items()},
             preflight_cv=preflights[-1].get("cv"),
             provenance={"executor": attrs[ATTR + "executor"], "config": config,
-                        "left_out": attrs.get(ATTR + "left_out", [])},
+                        "left_out": attrs.get(ATTR + "left_out", []),
+                        "selection": attrs.get(ATTR + "selection")},
         ),
     )

@@ -40,6 +40,8 @@ class StudyConfig:
     ray_address: str | None = None
     catalog: str | None = None  # SIE analysis catalog (default: the target build's cached one)
     allow_unverified_sites: bool = False
+    select: bool = True  # count hits once and search only the SIE knobs the workload runs
+    max_knobs: int = 8  # SIE knobs kept by selection (named --knob ones come on top)
 
     def validate(self) -> None:
         checks = [
@@ -56,6 +58,7 @@ class StudyConfig:
             (2 <= self.validate_blocks <= 100, f"--validate-blocks {self.validate_blocks}: choose 2..100"),
             (self.timeout is None or self.timeout > 0, f"--timeout {self.timeout}: must be positive"),
             (1 <= self.workers <= 256, f"--workers {self.workers}: choose 1..256 (one per kernel)"),
+            (1 <= self.max_knobs <= 64, f"--max-knobs {self.max_knobs}: choose 1..64"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -15,7 +15,7 @@ import optuna
 from autotune.core.catalog import Knob
 from autotune.core.errors import AutotuneError, BadInputError, MeasurementError
 from autotune.executors.base import Executor, Job, JobResult
-from autotune.study import protocol
+from autotune.study import protocol, selection
 from autotune.study.config import StudyConfig
 from autotune.study.progress import StudyProgress
 from autotune.study.space import suggest
@@ -76,6 +76,7 @@ class StudyRunner:
         """Preflight, search, validate, decide; returns the decision (also stored)."""
         self._store_context()
         self.executor.start()
+        self._select()
         pre = self._preflight()
         self._log(f"preflight: {pre['metric']} CV {pre['cv']:.1%}, pair noise {pre['pair_noise']:.1%}"
                   f" -> {pre['repeats_needed']} repeat(s) needed for a {pre['min_effect']:.0%} effect,"
@@ -100,6 +101,37 @@ class StudyRunner:
         if result.error:
             raise MeasurementError(result.error)
         return result
+
+    def _select(self) -> None:
+        """Narrow the SIE knobs to those the workload runs (see ``autotune.study.selection``).
+
+        A resumed study keeps its stored selection: its trials already span that space.
+        """
+        named = set(self.config.knobs)
+        if not self.config.select or not selection.countable(self.knobs, named):
+            return
+        stored = self.study.user_attrs.get(ATTR + "selection")
+        if stored is not None:
+            chosen = selection.from_stored(self.knobs, stored)
+        else:
+            if self.progress:
+                self.progress.phase("counting knob hits")
+            started = time.monotonic()
+            counts = self._run_one(Job(kind="count", tag=0)).counts
+            assert counts is not None
+            chosen = selection.select(self.knobs, counts, named=named,
+                                      max_knobs=self.config.max_knobs)
+            chosen.seconds = time.monotonic() - started
+            self.study.set_user_attr(ATTR + "selection", chosen.to_json())
+        if self.progress:
+            self.progress.console.print(selection.table(chosen, self.config.max_knobs))
+        if not chosen.kept:
+            raise BadInputError("the workload hit none of the candidate knobs' sites, nothing to "
+                                "tune: name knobs with --knob, or pass --no-select")
+        self.knobs = chosen.kept
+        self.left_out = [*self.left_out, *chosen.left_out]
+        self.study.set_user_attr(ATTR + "knobs", [k.model_dump(mode="json") for k in self.knobs])
+        self.study.set_user_attr(ATTR + "left_out", [list(x) for x in self.left_out])
 
     def _preflight(self) -> dict[str, Any]:
         if self.progress:

@@ -33,7 +33,8 @@ def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, 
     executor, knobs, left_out = build_executor(config, say=console.print)
     for name, why in left_out:
         console.print(f"[dim]left out {name}: {why}[/dim]")
-    console.print(f"searching {len(knobs)} knob(s): {', '.join(k.name for k in knobs)}")
+    what = "candidate" if config.select else "searching"
+    console.print(f"{what} {len(knobs)} knob(s): {', '.join(k.name for k in knobs)}")
     try:
         with StudyProgress(total=config.trials, console=console) as progress:
             runner = StudyRunner(config=config, executor=executor, knobs=knobs, left_out=left_out,

@@ -14,6 +14,7 @@ from typing import Any
 
 from autotune.core.catalog import Knob
 from autotune.core.errors import AutotuneError
+from kernel_runtime.hitcount import Counts
 from kernel_runtime.target import Target
 from workloads.base import Measurement, Workload
 
@@ -80,6 +81,18 @@ class TrialWorker:
         self.target.control.revert()
         self.workload.run(self.target, self.duration)
         return [summary(self.workload.run(self.target, self.duration)) for _ in range(n)]
+
+    def count_hits(self) -> Counts:
+        """Hits per SIE knob during one run at defaults; the counters are gone on return."""
+        self.target.control.revert()
+        token = self.target.start_counting([k for k in self.knobs.values() if k.backend == "sie"])
+        try:
+            self.workload.run(self.target, self.duration)
+        except BaseException:
+            with contextlib.suppress(AutotuneError):
+                self.target.stop_counting(token)
+            raise
+        return self.target.stop_counting(token)
 
     def pairs(self, params: Mapping[str, int], repeats: int, *, first: int = 0) -> list[Pair]:
         """``repeats`` interleaved pairs; the kernel is back at defaults when this returns."""

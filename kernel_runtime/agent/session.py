@@ -67,7 +67,8 @@ class Session:
             "port_open": lambda port: self.target.port_open(port), "spawn": self.spawn, "run": self.run,
             "alive": self.alive, "cpu_seconds": self.cpu_seconds, "stop": self.stop,
             "sie_options": self.sie_options, "sie_missing": self.sie_missing,
-            "sie_store": self.sie_store,
+            "sie_store": self.sie_store, "count_start": self.count_start,
+            "count_stop": self.count_stop,
         }
 
     @property
@@ -109,6 +110,7 @@ class Session:
         self.expired = True
         if self._target is None:
             return 0
+        self._target.counting.close()  # an armed counter nobody will read is a leak
         with self._knob_lock:
             written = len(self._written)
             self.target.control.revert()
@@ -162,6 +164,12 @@ class Session:
         if sie is None:
             raise BadInputError("no SIE backend on this target: nothing to store objects for")
         artifacts.store_objects(sie.release, {n: base64.b64decode(b) for n, b in objects.items()})
+
+    def count_start(self, knobs: list[dict[str, Any]]) -> str:
+        return self.target.start_counting(_knobs(knobs))
+
+    def count_stop(self, token: str) -> dict[str, Any]:
+        return self.target.stop_counting(token).to_json()
 
     def spawn(self, argv: list[str], cpus: list[int] | None = None, cwd: str | None = None) -> int:
         """Fork on the agent's one long-lived spawner thread.

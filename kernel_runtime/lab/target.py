@@ -20,6 +20,7 @@ from autotune.core.errors import AutotuneError, TargetCrashed
 from autotune.core.kernel import KernelInfo
 from kernel_runtime.agent.client import AgentClient
 from kernel_runtime.backend import GLOBAL, KnobState, Scope
+from kernel_runtime.hitcount import Counts
 from kernel_runtime.lab.health import KernelEvent, Watchdog
 from kernel_runtime.lab.image import build_image
 from kernel_runtime.lab.objects import LabObjects
@@ -293,6 +294,14 @@ class LabTarget(Target):
         res = self._call("run", wait=timeout + 30, argv=list(argv), timeout=timeout,
                          cpus=list(cpus) if cpus else None, cwd=cwd)
         return CommandResult(**res)
+
+    def start_counting(self, knobs: list[Knob]) -> str:
+        """Counters armed by the agent; its session removes them on close or lease lapse."""
+        token: str = self._call("count_start", knobs=[k.model_dump(mode="json") for k in knobs])
+        return token
+
+    def stop_counting(self, token: str) -> Counts:
+        return Counts(**self._call("count_stop", token=token))
 
     def _current(self, handle: ProcessHandle) -> bool:
         """False for a handle from an earlier boot: that process died with its kernel."""

@@ -199,14 +199,16 @@ class FakeCatalogTarget:
         return list(knobs), []
 
 
-def test_a_study_searches_analysis_knobs_only_by_name() -> None:
+def test_without_selection_a_study_searches_analysis_knobs_only_by_name() -> None:
     from autotune.executors.factory import select_knobs
 
     target = FakeCatalogTarget()
     ok, left = select_knobs(target, ())  # type: ignore[arg-type]
+    assert [k.name for k in ok] == [k.name for k in hand().knobs] + ["IORING_MAX_ENTRIES"]
+    ok, left = select_knobs(target, (), counted=False)  # type: ignore[arg-type]
     assert [k.name for k in ok] == [k.name for k in hand().knobs]
-    assert left == [("1 analysis-catalog knobs", "searched only when named: --knob NAME "
-                                                 "('autotune knob list' shows them)")]
+    assert left == [("1 analysis-catalog knobs", "with --no-select searched only when named: "
+                                                 "--knob NAME ('autotune knob list' shows them)")]
     ok, left = select_knobs(target, ("IORING_MAX_ENTRIES",))  # type: ignore[arg-type]
     assert [k.name for k in ok] == ["IORING_MAX_ENTRIES"] and left == []
 

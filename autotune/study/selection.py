@@ -1,0 +1,92 @@
+"""Knob selection by hit counts: search only knobs whose code the workload actually runs.
+
+A target offers dozens of SIE knobs (the hand catalog plus every oracle-verified analysis
+knob); a study has a handful of trials. Before the preflight the workload runs once with a
+counter on every candidate site, and only knobs it hit enter the search, most hits first,
+at most ``--max-knobs`` of them. A knob the workload never reaches cannot change its result,
+so searching it only spends trials on noise. Knobs the user named with ``--knob`` and
+non-SIE knobs (sysctls, which have no sites to count) always stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+
+from autotune.core.catalog import Knob
+from kernel_runtime.hitcount import Counts
+
+
+def countable(knobs: list[Knob], named: set[str]) -> list[Knob]:
+    """The knobs selection decides about: SIE knobs the user did not name."""
+    return [k for k in knobs if k.backend == "sie" and k.name not in named]
+
+
+@dataclass
+class Selection:
+    """The outcome: knobs kept for the search, and a row per counted knob saying why."""
+
+    kept: list[Knob]
+    hits: dict[str, int] = field(default_factory=dict)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # knob -> sites that could not be counted
+    sites: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kept": [k.name for k in self.kept], "hits": self.hits,
+                "left_out": [list(x) for x in self.left_out], "notes": self.notes,
+                "sites": self.sites, "seconds": round(self.seconds, 2)}
+
+
+def select(knobs: list[Knob], counts: Counts, *, named: set[str], max_knobs: int) -> Selection:
+    """Keep every knob hit at least once, most hits first (name breaks ties), at most
+    ``max_knobs`` counted ones; named and non-SIE knobs stay whatever they scored."""
+    counted = countable(knobs, named)
+    counted_names = {k.name for k in counted}
+    hit = sorted((k for k in counted if counts.hits.get(k.name, 0) > 0),
+                 key=lambda k: (-counts.hits[k.name], k.name))
+    chosen = {k.name for k in hit[:max_knobs]}
+    out = Selection(kept=[k for k in knobs if k.name not in counted_names or k.name in chosen],
+                    hits={k.name: counts.hits.get(k.name, 0) for k in counted},
+                    notes=dict(counts.partial), sites=counts.sites)
+    for rank, k in enumerate(hit[max_knobs:], start=max_knobs + 1):
+        out.left_out.append((k.name, f"{counts.hits[k.name]} hits, rank {rank} > --max-knobs "
+                                     f"{max_knobs}"))
+    for k in counted:
+        if k.name in counts.unattached:
+            out.left_out.append((k.name, f"not counted: {counts.unattached[k.name]}"))
+        elif counts.hits.get(k.name, 0) == 0:
+            out.left_out.append((k.name, "the workload never ran its sites (0 hits)"))
+    return out
+
+
+def from_stored(knobs: list[Knob], stored: dict[str, Any]) -> Selection:
+    """A resumed study keeps its first selection, so every trial searches the same space."""
+    kept = set(stored["kept"])
+    counted = {n for n in stored["hits"]}
+    return Selection(kept=[k for k in knobs if k.name not in counted or k.name in kept],
+                     hits=dict(stored["hits"]),
+                     left_out=[(n, why) for n, why in stored["left_out"]],
+                     notes=dict(stored.get("notes", {})), sites=int(stored.get("sites", 0)),
+                     seconds=float(stored.get("seconds", 0.0)))
+
+
+def table(selection: Selection, max_knobs: int) -> Table:
+    """Hits per counted knob, kept ones first."""
+    t = Table(title=f"knob selection: {selection.sites} site(s) counted during one workload run "
+                    f"({selection.seconds:.1f} s), at most {max_knobs} kept")
+    t.add_column("knob", no_wrap=True)
+    t.add_column("hits", justify="right")
+    t.add_column("searched")
+    t.add_column("why / note", overflow="fold")
+    kept = {k.name for k in selection.kept}
+    why = dict(selection.left_out)
+    for name, hits in sorted(selection.hits.items(), key=lambda x: (x[0] not in kept, -x[1], x[0])):
+        note = why.get(name) or selection.notes.get(name, "")
+        if name in kept and name in selection.notes:
+            note = f"partly counted: {note}"
+        t.add_row(name, str(hits), "yes" if name in kept else "no", note)
+    return t
