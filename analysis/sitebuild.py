@@ -12,13 +12,14 @@ from typing import Any, Literal, cast
 
 from analysis import disasm, symstep
 from analysis.candidates import Candidate
+from analysis.escape import escape_constraint
 from autotune.core import expr as exprs
 from autotune.core.catalog import MemoryLocation, SafeSpan, Site
 
 # seed mnemonic -> recompute_op of a save-recompute site (input OP f(V))
 _RECOMPUTE = {"add": "add", "sub": "add", "and": "and", "or": "or", "imul": "mul",
               "shl": "shl", "sal": "shl", "shr": "shr", "lea": "add"}
-_COMPARE = ("cmp", "test")
+_COMPARE = ("cmp",)
 
 
 @dataclass
@@ -127,6 +128,11 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     common: dict[str, Any] = dict(function=func.name, module=cand.module or None, cs_start=s.address - base, expr=cand.expr,
                   width=cand.width, expected_default=expected, source=cand.use)
     mn = s.mnemonic
+    if mn == "test":  # the flags synthesis rewrites those of 'cmp op, IV' (sie_cmp_flags)
+        res.reason = (f"'test {s.op_str}' at {func.name}+{s.address - base:#x} sets the flags of "
+                      "an AND (ZF = (op & IV) == 0, CF = OF = 0), not those of 'cmp op, IV': "
+                      "the flags synthesis models only cmp")
+        return res
     if mn in _COMPARE:
         j = _flags_reader(insns, k)
         if j is None:
@@ -153,6 +159,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                         synthesis="memory",
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=s.next - base)])
+        _escapes(res, v0, "stored to memory", s.address)
         return res
     division = _signed_division(insns, k) if mn == "sar" and cand.expr == "log2(V)" else None
     ends = [j for j in range(k + 1, min(k + 4, len(insns))) if insns[j].mnemonic == "sar"
@@ -199,13 +206,19 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     select = k > 0 and insns[k - 1].mnemonic == "sbb"  # 'sbb r,r; and $c': a select, not a mask
     if flow.mask_use or (mn == "and" and cand.expr == "V-1" and not select):
         res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))
+    unknown = flow.escaped and not (flow.flags_branch and _flags_die(insns, flow.flags_branch,
+                                                                     func.start, func.end))
+    _escapes(res, v0, flow.leaves or (f"not followed to its end ({flow.notes[-1]})"
+                                      if unknown else ""),
+             flow.leaves_at if flow.leaves_at is not None else s.address)
     reader_at = flow.first_reader if flow.first_reader is not None else s.next
     probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
         spans = [SafeSpan(function=func.name, start=0, end=func.size, conservative=True)]
-    else:
-        end = next(i.next for i in insns if i.address == flow.live_until)
-        spans = [SafeSpan(function=func.name, start=save_at - base, end=end - base)]
+    else:  # the stepped path, which a backward jump may take below the seed
+        lo, hi = flow.span()
+        end = next(i.next for i in insns if i.address == hi)
+        spans = [SafeSpan(function=func.name, start=min(save_at, lo) - base, end=end - base)]
     recompute = mn not in ("mov", "movabs") and not zero
     if mn == "sub":
         _negate(common, v0, cand.width)
@@ -219,6 +232,21 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                     recompute_op=op if recompute else None,  # type: ignore[arg-type]
                     save_input=save_input, recompute_flags=flags_read, safe_spans=spans)
     return res
+
+
+def _flags_die(insns: list[disasm.Insn], targets: list[int], start: int, end: int) -> bool:
+    """Whether no path from ``targets`` (a branch's successors) reads the flags again."""
+    at = {ins.address: k for k, ins in enumerate(insns)}
+    return all(t in at and disasm.flags_reader(insns, at[t] - 1, start, end) is None
+               for t in targets)
+
+
+def _escapes(res: SiteResult, v0: int, how: str, at: int) -> None:
+    """The pow2 constraint when V leaves the function (analysis/escape.py says why)."""
+    func = res.candidate.function
+    where = f"{func.name} at +{at - func.start:#x}"
+    if (c := escape_constraint(v0, res.candidate.expr, res.constraints, how, where)) is not None:
+        res.constraints.append(c)
 
 
 def _negate(common: dict[str, Any], v0: int, width: str) -> None:
@@ -251,4 +279,5 @@ def _memory_rmw(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn
                     synthesis="save-recompute", save_offset=s.address - base, recompute_op="add",
                     safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                          end=s.next - base)])
+    _escapes(res, v0, "stored to memory", s.address)
     return res

@@ -5,7 +5,9 @@ against two minutes and 1.3 GB for the whole vmlinux). The seed's result is repl
 symbolic ``IV`` and the straight-line code after it is stepped one instruction at a time;
 breakpoints record the first instruction that reads IV, whether IV (or a value derived from
 it) becomes a memory address or a shift amount, and how far derived values stay live
-(the safe span).
+(the safe span). Stepping never leaves the function: a call, a return or a jump out of its
+bounds (a tail call) with IV live ends the span, and IV is said to leave the function, so
+consumers the analysis cannot see may hold it (see ``Flow.leaves``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ class Flow:
     escaped: bool = False                # IV live across a call or branch: span unknown
     stored_at: list[int] = field(default_factory=list)  # stores of IV to memory
     notes: list[str] = field(default_factory=list)
+    leaves: str = ""                     # how IV left the function: "" when it provably did not
+    leaves_at: int | None = None         # the instruction where it left
+    flags_branch: list[int] = field(default_factory=list)  # targets of a branch on IV's flags
+    path: list[int] = field(default_factory=list)  # addresses stepped, in order
+
+    def span(self) -> tuple[int, int]:
+        """[lowest, highest] address stepped: a backward jump can put the end before the start."""
+        return min(self.path), max(self.path)
 
 
 def _has_iv(ast: Any) -> bool:
@@ -101,31 +111,55 @@ def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
     state.inspect.b("mem_write", when=angr.BP_BEFORE, action=on_mem)
     for _ in range(MAX_STEPS):
         addr = state.addr
-        if addr >= stop:
+        if not base <= addr < stop:
             break
         current["addr"] = addr
+        flow.path.append(addr)
         try:
             succ = proj.factory.successors(state, num_inst=1)
         except Exception as e:  # angr raises many types for code it cannot lift
             flow.notes.append(f"stepping stopped at {addr:#x}: {type(e).__name__}")
             flow.escaped = True
             break
-        nxt = succ.flat_successors
+        # a 'ret' pops a symbolic address: its one successor is unconstrained, not flat
+        nxt = succ.flat_successors or succ.unconstrained_successors
         live = [r for r in GPRS if nxt and _has_iv(getattr(nxt[0].regs, r))]
         for r in live:
             _walk(getattr(nxt[0].regs, r), flow, addr)
+        if flow.stored_at and not flow.leaves:
+            flow.leaves, flow.leaves_at = "stored to memory", flow.stored_at[0]
         if not live and not _flags_live(nxt):
             flow.live_until = addr
             break
-        if len(nxt) != 1 or nxt[0].history.jumpkind != "Ijk_Boring":
+        if len(nxt) > 1 and not live:  # only the flags hold IV: the caller checks they die
+            flow.flags_branch = [st.addr for st in nxt]
+        if (exit_how := _exit(nxt, base, stop)) or len(nxt) != 1:
             flow.escaped = True
-            flow.notes.append(f"IV live across a branch or call at {addr:#x}")
+            if exit_how and not flow.leaves:
+                flow.leaves, flow.leaves_at = exit_how, addr
+            flow.notes.append(f"IV {exit_how or 'live across a branch'} at {addr:#x}")
             break
         state = nxt[0]
     else:
         flow.escaped = True
         flow.notes.append(f"IV still live after {MAX_STEPS} instructions")
     return flow
+
+
+def _exit(states: list[Any], base: int, stop: int) -> str:
+    """How the one successor leaves the function's code, or "" when it stays inside."""
+    if len(states) != 1:
+        return ""
+    kind = states[0].history.jumpkind
+    if kind == "Ijk_Call":
+        return "passed to (or kept across) a call"
+    if kind == "Ijk_Ret":
+        return "returned"
+    if kind != "Ijk_Boring":
+        return f"live at a {kind} exit"
+    if not base <= states[0].addr < stop:
+        return f"live at a jump out of the function to {states[0].addr:#x} (a tail call)"
+    return ""
 
 
 def _flags_live(states: list[Any]) -> bool:

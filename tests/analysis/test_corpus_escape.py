@@ -1,0 +1,73 @@
+"""Where a constant's value goes after its seed: kernel/escape.c, answers fixed by construction.
+
+A value that leaves its function (stored, passed to a call, returned, tail-called) may be a
+ring size some other function masks with ``size - 1``: a power-of-two default then keeps
+the ``pow2`` constraint. A value that dies inside its function does not. Stepping never
+runs past the function's bounds (a tail jump to a lower address once did).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from analysis import disasm, symstep
+from analysis.elfimage import Image
+from autotune.core.catalog import Catalog
+
+NAMES = ["RING_MIN_BUFS", "LOCAL_SPIN", "TAIL_BUDGET", "RET_QUOTA", "FLAGGED_BATCH"]
+
+
+@pytest.fixture(scope="module")
+def catalog(corpus_catalog: Callable[[list[str]], Catalog]) -> Catalog:
+    return corpus_catalog(NAMES)
+
+
+def pow2_reasons(catalog: Catalog, name: str) -> list[str]:
+    return [c.reason for c in catalog.knob(name).domain.constraints if c.kind == "pow2"]
+
+
+def test_stored_ring_size_keeps_powers_of_two(catalog: Catalog) -> None:
+    knob = catalog.knob("RING_MIN_BUFS")  # r->ring_size = max(want, 4); ring_slot masks it
+    (s,) = knob.sites
+    assert (s.function, s.expr, s.expected_default) == ("ring_init", "V", 4)
+    (why,) = pow2_reasons(catalog, "RING_MIN_BUFS")
+    assert "leaves ring_init" in why and "stored to memory" in why and "mask" in why
+    allowed = knob.domain.allowed_values()
+    assert allowed is not None and 4 in allowed and 3 not in allowed
+    assert all(v & (v - 1) == 0 for v in allowed)
+
+
+def test_local_only_use_stays_unconstrained(catalog: Catalog) -> None:
+    knob = catalog.knob("LOCAL_SPIN")  # only 'cmp $16' in spin_local: the value never leaves
+    assert {s.function for s in knob.sites} == {"spin_local"}
+    assert knob.domain.constraints == [] and knob.domain.allowed_values() is None
+
+
+@pytest.mark.parametrize(("name", "how"), [("TAIL_BUDGET", "tail call"), ("RET_QUOTA", "returned")])
+def test_passed_on_or_returned_keeps_powers_of_two(catalog: Catalog, name: str, how: str) -> None:
+    (why,) = pow2_reasons(catalog, name)
+    assert how in why
+    (s,) = catalog.knob(name).sites
+    assert s.safe_spans[0].conservative  # its readers are beyond the function
+
+
+def test_tail_jump_to_a_lower_address_ends_the_span(corpus_elf: Path) -> None:
+    image = Image(corpus_elf)
+    (func,) = image.by_name("tail_budget")
+    assert image.by_name("take_budget")[0].start < func.start  # the jump goes down
+    code = image.code(func)
+    insns = disasm.disassemble(code, func.start)
+    seed = next(i for i in insns if i.mnemonic == "mov" and i.imms == (64,))
+    flow = symstep.step_after(code, func.start, seed.next, "esi", func.end)
+    assert all(func.start <= a < func.end for a in flow.path)  # never stepped outside
+    assert flow.address_use is None and flow.escaped
+    assert insns[insns.index(seed) + 1].mnemonic == "jmp"  # 'mov $64, %esi; jmp take_budget'
+    assert flow.leaves.endswith("(a tail call)") and flow.leaves_at == seed.next
+
+
+def test_test_instruction_is_refused_with_its_reason(catalog: Catalog) -> None:
+    reason = next(u.reason for u in catalog.unsupported if u.name == "FLAGGED_BATCH")
+    assert "'test" in reason and "flags of an AND" in reason and "next_id+" in reason
