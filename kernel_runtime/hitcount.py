@@ -99,8 +99,11 @@ class HitCounter:
             for knob in self._knobs:
                 for site in knob.sites:
                     name = self._register(site, by_address, knob.name)
-                    if name is not None:
-                        self._events.setdefault(name, []).append(knob.name)
+                    if name is None:
+                        continue
+                    owners = self._events.setdefault(name, [])
+                    if knob.name not in owners:  # a catalog may list one address twice
+                        owners.append(knob.name)
             if not self._events:
                 return
             self._instance.mkdir()
