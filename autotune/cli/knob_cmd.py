@@ -86,7 +86,7 @@ def _knob(name: str, found: KnobSet, allow_unverified: bool = False) -> Knob:
     return k
 
 
-def _sie_backend(found: KnobSet, allow_unverified: bool, mode: Mode = "immediate") -> SieBackend:
+def _sie_backend(found: KnobSet, allow_unverified: bool, mode: Mode | None = None) -> SieBackend:
     from kernel_runtime.sie import SieBackend
 
     backend = SieBackend.for_running_kernel(found, allow_unverified=allow_unverified)
@@ -267,7 +267,7 @@ def unload(name: str | None, release: str | None, catalog: str | None,
     """Detach one knob (or every loaded SIE knob): the kernel's constants apply again."""
     found = _knob_set(release, catalog, allow_unverified)
     backend = _sie_backend(found, allow_unverified)
-    from kernel_runtime.sie.runtime import is_loaded
+    from kernel_runtime.sie.pins import is_loaded
 
     targets = [_knob(name, found, allow_unverified=True)] if name else \
         [k for k in backend.known() if is_loaded(k.name)]

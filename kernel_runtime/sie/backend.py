@@ -34,11 +34,13 @@ class SieBackend(Backend):
     kind = "sie"
 
     def __init__(self, *, catalog: Catalog, extra: Sequence[Knob] = (),
-                 allow_unverified: bool = False, mode: runtime.Mode = "immediate") -> None:
+                 allow_unverified: bool = False, mode: runtime.Mode | None = None) -> None:
         self.catalog = catalog
         self.extra = {k.name: k for k in extra}
         self.allow_unverified = allow_unverified
-        self.mode: runtime.Mode = mode
+        # None: a knob another process loaded keeps its mode (so 'knob set' works on a knob
+        # 'knob load --mode global' attached); a knob attached here is immediate
+        self.mode: runtime.Mode | None = mode
         self.release = catalog.kernel.release
         self._loaded: dict[str, Knob] = {}
         self._syms: runtime.Kallsyms | None = None
@@ -140,7 +142,8 @@ class SieBackend(Backend):
         return module.build(headers, artifacts.build_dir(self.release))
 
     def load(self, knob: Knob) -> None:
-        """Attach the knob unless some process already did (in the same mode).
+        """Attach the knob unless some process already did (in the same mode, when this
+        backend was given one).
 
         Refused before anything is attached when the oracle rule forbids it or no site's
         module is loaded; sites in modules not loaded stay unattached (``status`` says so).
@@ -153,9 +156,9 @@ class SieBackend(Backend):
             raise EnvironmentProblem(f"knob {knob.name!r}: {self.unavailable_reason(knob)}")
         module.load(self.module_path())
         if not is_loaded(knob.name):
-            runtime.attach(knob, mode=self.mode, object_for=self.object_for, syms=self.syms(),
-                           skip=frozenset(skip))
-        elif values.control(knob.name).mode != runtime.MODES[self.mode]:
+            runtime.attach(knob, mode=self.mode or "immediate", object_for=self.object_for,
+                           syms=self.syms(), skip=frozenset(skip))
+        elif self.mode is not None and values.control(knob.name).mode != runtime.MODES[self.mode]:
             raise BadInputError(f"knob {knob.name!r} is loaded in another transition mode: "
                                 f"'autotune knob unload {knob.name}' first, then load it --mode {self.mode}")
         self._loaded[knob.name] = knob
