@@ -75,18 +75,23 @@ def from_stored(knobs: list[Knob], stored: dict[str, Any]) -> Selection:
 
 
 def table(selection: Selection, max_knobs: int) -> Table:
-    """Hits per counted knob, kept ones first."""
+    """A row per knob the workload hit, kept ones first; the rest summed up in the caption."""
+    kept = {k.name for k in selection.kept}
+    why = dict(selection.left_out)
+    hit = [(n, h) for n, h in selection.hits.items() if h > 0]
     t = Table(title=f"knob selection: {selection.sites} site(s) counted during one workload run "
                     f"({selection.seconds:.1f} s), at most {max_knobs} kept")
     t.add_column("knob", no_wrap=True)
     t.add_column("hits", justify="right")
     t.add_column("searched")
     t.add_column("why / note", overflow="fold")
-    kept = {k.name for k in selection.kept}
-    why = dict(selection.left_out)
-    for name, hits in sorted(selection.hits.items(), key=lambda x: (x[0] not in kept, -x[1], x[0])):
-        note = why.get(name) or selection.notes.get(name, "")
-        if name in kept and name in selection.notes:
-            note = f"partly counted: {note}"
+    for name, hits in sorted(hit, key=lambda x: (x[0] not in kept, -x[1], x[0])):
+        note = why.get(name, "")
+        if name in selection.notes:
+            note = f"{note}; " if note else ""
+            note += f"partly counted: {selection.notes[name]}"
         t.add_row(name, str(hits), "yes" if name in kept else "no", note)
+    zero = sorted(n for n, h in selection.hits.items() if h == 0 and n not in kept)
+    if zero:
+        t.caption = f"not searched, 0 hits or not countable ({len(zero)}): {', '.join(zero)}"
     return t

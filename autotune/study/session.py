@@ -19,6 +19,8 @@ from autotune.study.runner import StudyRunner
 from autotune.targets import choose_target
 from workloads import make_workload
 
+SHOW_LEFT_OUT = 5
+
 
 def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, Any]:
     """Run one study session end to end and print its verdict."""
@@ -31,8 +33,11 @@ def run_study(config: StudyConfig, console: Console | None = None) -> dict[str, 
     config = dataclasses.replace(config, target=chosen, study_name=config.name()
                                  if config.study_name else f"{config.workload}-{chosen}")
     executor, knobs, left_out = build_executor(config, say=console.print)
-    for name, why in left_out:
+    for name, why in left_out[:SHOW_LEFT_OUT]:
         console.print(f"[dim]left out {name}: {why}[/dim]")
+    if len(left_out) > SHOW_LEFT_OUT:  # every reason is stored, and 'autotune knob list' shows it
+        more = [n for n, _ in left_out[SHOW_LEFT_OUT:]]
+        console.print(f"[dim]left out {len(more)} more: {', '.join(more)}[/dim]")
     what = "candidate" if config.select else "searching"
     console.print(f"{what} {len(knobs)} knob(s): {', '.join(k.name for k in knobs)}")
     try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from autotune.core.catalog import Domain, Knob
 from autotune.core.errors import BadInputError
@@ -19,7 +20,7 @@ from autotune.executors.base import Executor, Job, JobResult
 from autotune.policy.export import policy_from_study
 from autotune.study.config import StudyConfig
 from autotune.study.runner import ATTR, StudyRunner
-from autotune.study.selection import select
+from autotune.study.selection import select, table
 from autotune.study.worker import Pair
 from kernel_runtime.hitcount import Counts
 
@@ -58,6 +59,14 @@ def test_ties_rank_by_name_and_named_knobs_always_stay() -> None:
     assert [k.name for k in chosen.kept] == ["net.core.busy_poll", "A", "B", "C"]
     assert "C" not in chosen.hits  # named: not decided by counts
     assert dict(chosen.left_out)["D"].startswith("5 hits, rank 3")
+
+
+def test_the_table_lists_hit_knobs_and_sums_up_the_rest() -> None:
+    console = Console(width=200, record=True)
+    console.print(table(select(KNOBS, counts(A=3, B=50), named=set(), max_knobs=1), 1))
+    lines = console.export_text().splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("│")] == ["B", "A"]
+    assert "not searched, 0 hits or not countable (3): C, D, E" in lines[-1]
 
 
 class FakeCountingExecutor(Executor):
