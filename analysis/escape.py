@@ -11,6 +11,8 @@ so such a knob keeps powers of two unless the analysis saw the value die locally
 
 from __future__ import annotations
 
+import re
+
 REASON = ("consumers beyond the function may use it as an index mask (x & (V-1)) or a shift "
           "amount, which only powers of two keep valid (like the default {v0})")
 
@@ -20,13 +22,17 @@ def pow2_default(v0: int) -> bool:
     return v0 >= 2 and v0 & (v0 - 1) == 0
 
 
-def escape_constraint(v0: int, expr: str, constraints: list[tuple[str, str]], how: str,
-                      where: str) -> tuple[str, str] | None:
-    """``("pow2", reason)`` when V leaving its function (``how``, at ``where``) must stay a
-    power of two; None when the default is none or V's own shape already bounds it (a shift
-    count: ``1 << V`` and ilog2 values are powers of two for every V)."""
+def escape_constraint(v0: int, expr: str, constraints: list[tuple[str, str]],
+                      how: str) -> tuple[str, str] | None:
+    """``("pow2", reason)`` when V leaving its function (``how`` says where and how) must
+    stay a power of two; None when the default is none, when V's own shape already bounds it
+    (a shift count: ``1 << V`` and ilog2 values are powers of two for every V), or when what
+    leaves is V scaled by a factor that makes it no power of two at the default (a time
+    ``V*TICK_NSEC``: no consumer can rely on a mask of it)."""
     if not how or not pow2_default(v0) or "<< V" in expr or "log2" in expr:
         return None
     if any(kind in ("shift", "pow2") for kind, _ in constraints):
         return None
-    return ("pow2", f"V leaves {where}: {how}; {REASON.format(v0=v0)}")
+    if (m := re.fullmatch(r"-?\(?V\*(\d+)\)?", expr)) and not pow2_default(v0 * int(m[1])):
+        return None
+    return ("pow2", f"{how}; {REASON.format(v0=v0)}")

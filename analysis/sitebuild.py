@@ -208,9 +208,10 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))
     unknown = flow.escaped and not (flow.flags_branch and _flags_die(insns, flow.flags_branch,
                                                                      func.start, func.end))
-    _escapes(res, v0, flow.leaves or (f"not followed to its end ({flow.notes[-1]})"
-                                      if unknown else ""),
-             flow.leaves_at if flow.leaves_at is not None else s.address)
+    if flow.leaves:
+        _escapes(res, v0, flow.leaves, flow.leaves_at if flow.leaves_at is not None else s.address)
+    elif unknown:  # not proven to stay: as if it left
+        _escapes(res, v0, "", flow.path[-1] if flow.path else s.address)
     reader_at = flow.first_reader if flow.first_reader is not None else s.next
     probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
@@ -242,10 +243,14 @@ def _flags_die(insns: list[disasm.Insn], targets: list[int], start: int, end: in
 
 
 def _escapes(res: SiteResult, v0: int, how: str, at: int) -> None:
-    """The pow2 constraint when V leaves the function (analysis/escape.py says why)."""
+    """The pow2 constraint when V leaves the function (analysis/escape.py says why); ``how``
+    "" means its path was not followed to its end, so it may leave."""
     func = res.candidate.function
-    where = f"{func.name} at +{at - func.start:#x}"
-    if (c := escape_constraint(v0, res.candidate.expr, res.constraints, how, where)) is not None:
+    where = f"{func.name}+{at - func.start:#x}"
+    text = (f"V leaves {func.name}: {how} at {where}" if how else
+            f"V may leave {func.name}: its path is not followed past {where} (live across a "
+            "branch, or too long)")
+    if (c := escape_constraint(v0, res.candidate.expr, res.constraints, text)) is not None:
         res.constraints.append(c)
 
 

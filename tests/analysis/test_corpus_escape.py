@@ -15,6 +15,7 @@ import pytest
 
 from analysis import disasm, symstep
 from analysis.elfimage import Image
+from analysis.escape import escape_constraint
 from autotune.core.catalog import Catalog
 
 NAMES = ["RING_MIN_BUFS", "LOCAL_SPIN", "TAIL_BUDGET", "RET_QUOTA", "FLAGGED_BATCH"]
@@ -71,3 +72,20 @@ def test_tail_jump_to_a_lower_address_ends_the_span(corpus_elf: Path) -> None:
 def test_test_instruction_is_refused_with_its_reason(catalog: Catalog) -> None:
     reason = next(u.reason for u in catalog.unsupported if u.name == "FLAGGED_BATCH")
     assert "'test" in reason and "flags of an AND" in reason and "next_id+" in reason
+
+
+@pytest.mark.parametrize(("v0", "expr", "constraints", "how", "kept"), [
+    (8, "V", [], "V leaves f: stored to memory at f+0x4", True),
+    (8, "V*2", [], "V leaves f: returned at f+0x9", True),      # 16 leaves: still a size
+    (12, "V", [], "V leaves f: returned at f+0x9", False),      # no power-of-two design
+    (1, "V", [], "V leaves f: returned at f+0x9", False),       # 1 says nothing
+    (2, "V*4000000", [], "V leaves f: stored to memory at f+0x4", False),  # a time, not a size
+    (8, "1 << V", [], "V leaves f: stored to memory at f+0x4", False),     # a power of two anyway
+    (8, "V", [("shift", "V is a shift amount")], "V leaves f: returned", False),
+    (8, "V", [], "", False),                                    # it never left
+])
+def test_escape_rule(v0: int, expr: str, constraints: list[tuple[str, str]], how: str,
+                     kept: bool) -> None:
+    got = escape_constraint(v0, expr, constraints, how)
+    assert (got is not None) == kept
+    assert got is None or (got[0] == "pow2" and got[1].startswith(how) and f"default {v0}" in got[1])
