@@ -70,6 +70,15 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
     return Domain(min=min(lo, v0), max=max(hi, v0), log=v0 >= 16 and lo > 0, constraints=cons)
 
 
+def _refused_there(found: SeedSites, uncovered: str) -> str:
+    """Why the analysis refused a candidate in the function of an uncovered change (a
+    'test $imm' whose flags the synthesis cannot model), so the reason names the cause."""
+    for r in found.results:
+        if r.site is None and r.reason and f":{r.candidate.function.name} " in uncovered:
+            return f"; refused there: {r.reason}"
+    return ""
+
+
 def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Coverage]:
     seed = found.seed
     src = seed.source or None
@@ -93,8 +102,8 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
         return unsupported(f"oracle failed: {report.problem}", len(sites))
     if report is not None and report.uncovered:
         return unsupported(f"oracle: {len(report.uncovered)} changed immediates no site covers "
-                           f"({report.uncovered[0]}): tuning only some copies is unsafe",
-                           len(sites))
+                           f"({report.uncovered[0]}): tuning only some copies is unsafe"
+                           + _refused_there(found, report.uncovered[0]), len(sites))
     if not sites:
         if report is not None and report.refuted:
             return unsupported(f"oracle refuted all {len(report.refuted)} candidate sites "

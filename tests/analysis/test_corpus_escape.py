@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from analysis import disasm, symstep
+from analysis import assemble, disasm, sitebuild, symstep
+from analysis.candidates import Candidate
 from analysis.elfimage import Image
 from analysis.escape import escape_constraint
+from analysis.find_sites import SeedSites
+from analysis.oracle import OracleReport
+from analysis.seeds import Seed, Use
 from autotune.core.catalog import Catalog
 
 NAMES = ["RING_MIN_BUFS", "LOCAL_SPIN", "TAIL_BUDGET", "RET_QUOTA", "FLAGGED_BATCH"]
@@ -89,3 +93,23 @@ def test_escape_rule(v0: int, expr: str, constraints: list[tuple[str, str]], how
     got = escape_constraint(v0, expr, constraints, how)
     assert (got is not None) == kept
     assert got is None or (got[0] == "pow2" and got[1].startswith(how) and f"default {v0}" in got[1])
+
+
+def test_oracle_uncovered_reason_names_the_refused_test(corpus_elf: Path) -> None:
+    # the oracle sees 'test $0x3ff' change with V but no site covers it: the knob's reason
+    # says why the analysis refused it (LAST_INO_BATCH in get_next_ino)
+    image = Image(corpus_elf)
+    (func,) = image.by_name("next_id")
+    code = image.code(func)
+    insns = disasm.disassemble(code, func.start)
+    ins = next(i for i in insns if i.mnemonic == "test" and i.imms == (0x3FF,))
+    cand = Candidate(func, ins, "V-1", "u32", "mask", "kernel/escape.c:59", False,
+                     "kernel/escape.c")
+    res = sitebuild.build(code, cand, insns, 1024)
+    assert res.site is None and "flags of an AND" in res.reason
+    found = SeedSites(Seed("FLAGGED_BATCH", "macro", "include/escape.h", 8, "1024", 1024,
+                           uses=[Use("kernel/escape.c", 59, "")]), results=[res])
+    found.oracle = OracleReport(uncovered=["kernel/escape.o:next_id #3 test (1023, 2047, 4095)"])
+    knob, unsupported, _ = assemble.assemble(found)
+    assert knob is None and unsupported is not None
+    assert "no site covers" in unsupported.reason and "refused there: 'test" in unsupported.reason
