@@ -121,10 +121,10 @@ class HostTarget(Target):
 
     def close(self) -> None:
         try:
-            self.counting.close()
             self._control.close()
         finally:
             self._procs.stop_all()
             for d in self._dirs:
                 shutil.rmtree(d, ignore_errors=True)
             self._dirs.clear()
+            self.counting.close()

@@ -110,7 +110,6 @@ class Session:
         self.expired = True
         if self._target is None:
             return 0
-        self._target.counting.close()  # an armed counter nobody will read is a leak
         with self._knob_lock:
             written = len(self._written)
             self.target.control.revert()
@@ -118,6 +117,7 @@ class Session:
         if written:
             self._lapse_note = (f"lease of {self.lease:g} s lapsed: the agent reset {written} "
                                 "knob(s) to their previous values; this result is void")
+        self._target.counting.close()  # an armed counter nobody will read is a leak
         return written
 
     def usable(self, knobs: list[dict[str, Any]]) -> dict[str, Any]:
