@@ -76,13 +76,21 @@ def scope_key(scope: Scope, gen: int = 0) -> bytes:
 
 def control(knob: str) -> Control:
     fresh(knob)
+    return _control(knob)
+
+
+def live(knob: str) -> Live:
+    fresh(knob)
+    return _live(knob)
+
+
+def _control(knob: str) -> Control:
     raw = pinned(knob, "sie_ctl").lookup(_ZERO, struct.calcsize(_CTL))
     assert raw is not None
     return Control(*struct.unpack(_CTL, raw))
 
 
-def live(knob: str) -> Live:
-    fresh(knob)
+def _live(knob: str) -> Live:
     raw = pinned(knob, "sie_live").lookup(_ZERO, struct.calcsize(_LIVE))
     assert raw is not None
     return Live(*struct.unpack(_LIVE, raw))
@@ -108,7 +116,8 @@ def set_value(knob: str, value: int | None, scope: Scope, *, restoring: bool = F
     A knob that disabled itself takes no new value, but a restore still goes through: it
     writes nothing anyway, and refusing it would leave the journal session open. In global
     mode the value is published, and takes effect when no task is inside a safe span."""
-    ctl, state = control(knob), live(knob)
+    fresh(knob)
+    ctl, state = _control(knob), _live(knob)
     if state.disabled and not restoring:
         raise AutotuneError(f"knob {knob!r} disabled itself: a site did not hold its default "
                             "value (wrong catalog for this kernel?); see 'autotune knob status'")
