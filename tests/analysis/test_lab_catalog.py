@@ -15,7 +15,8 @@ NAMES = ["TCP_INIT_CWND", "MAX_SOFTIRQ_RESTART", "BLK_MAX_REQUEST_COUNT", "TCP_D
          "PIPE_DEF_BUFFERS", "SBQ_WAKE_BATCH", "TCP_RTO_MIN", "SHRINK_BATCH", "EP_MAX_NESTS",
          "NFS4_POLL_RETRY_MAX", "MAX_NR_FOLIOS_PER_FREE", "SMC_TX_WORK_DELAY", "bfq_back_max",
          "XFS_DISCARD_MAX_EXAMINE", "KFREE_DRAIN_JIFFIES", "RCU_JIFFIES_FQS_DIV",
-         "bfq_stats_min_budgets", "bfq_late_stable_merging"]
+         "bfq_stats_min_budgets", "bfq_late_stable_merging", "PIPE_MIN_DEF_BUFFERS",
+         "LAST_INO_BATCH"]
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,18 @@ def test_unsupported_and_absent_have_reasons(catalog: Catalog) -> None:
     assert "memory address" in reason(catalog, "MAX_NR_FOLIOS_PER_FREE")
     names = {k.name for k in catalog.knobs} | {u.name for u in catalog.unsupported}
     assert "XFS_DISCARD_MAX_EXAMINE" not in names  # absent in 6.12: neither knob nor unsupported
+
+
+def test_ring_size_leaving_its_function_keeps_pow2(catalog: Catalog) -> None:
+    # alloc_pipe_info stores the ring size; pipe_write masks with ring_size - 1 elsewhere
+    knob = catalog.knob("PIPE_MIN_DEF_BUFFERS")
+    (c,) = knob.domain.constraints
+    assert c.kind == "pow2" and "leaves alloc_pipe_info" in c.reason
+    assert knob.domain.allowed_values() == [1, 2, 4, 8, 16]
+
+
+def test_test_instruction_is_no_flags_site(catalog: Catalog) -> None:
+    # get_next_ino's 'test eax, 0x3ff' (res & (LAST_INO_BATCH - 1)) sets AND flags, not cmp's
+    assert all(s.synthesis != "flags" for s in catalog.knob("LAST_INO_BATCH").sites)
+    for s in catalog.knob("LAST_INO_BATCH").sites:  # a backward jump no longer inverts a span
+        assert all(span.start < span.end for span in s.safe_spans)
