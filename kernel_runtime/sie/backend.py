@@ -106,7 +106,8 @@ class SieBackend(Backend):
                 return f"site {site.function}+{site.probe_offset:#x} cannot be rendered: {e}"
             except EnvironmentProblem as e:
                 return str(e)
-            refused = probes.unusable_reason(site, base)
+            # a loaded knob's probes were taken; a trial beside them would only add churn
+            refused = None if is_loaded(knob.name) else probes.unusable_reason(site, base)
             if refused:
                 return refused
         return None
