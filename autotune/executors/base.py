@@ -10,7 +10,7 @@ from typing import Any, Literal
 from autotune.study.worker import Pair
 from kernel_runtime.hitcount import Counts
 
-JobKind = Literal["baseline", "pairs", "count"]
+JobKind = Literal["baseline", "pairs", "count", "verify"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class JobResult:
     pairs: list[Pair] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     counts: Counts | None = None  # a "count" job: hits per knob during one workload run
+    rejected: dict[str, str] = field(default_factory=dict)  # a "verify" job: knob -> why
     error: str | None = None
     worker: str = ""
 

@@ -23,6 +23,8 @@ def execute(worker: TrialWorker, job: Job) -> JobResult:
             return JobResult(job=job, runs=worker.baseline_runs(job.repeats))
         if job.kind == "count":
             return JobResult(job=job, counts=worker.count_hits())
+        if job.kind == "verify":
+            return JobResult(job=job, rejected=worker.verify_defaults(job.params))
         return JobResult(job=job, pairs=worker.pairs(job.params, job.repeats, first=job.tag))
     except (MeasurementError, KnobRejected) as e:
         return JobResult(job=job, error=str(e))

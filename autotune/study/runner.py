@@ -114,24 +114,35 @@ class StudyRunner:
         if stored is not None:
             chosen = selection.from_stored(self.knobs, stored)
         else:
-            if self.progress:
-                self.progress.phase("counting knob hits")
-            started = time.monotonic()
-            counts = self._run_one(Job(kind="count", tag=0)).counts
-            assert counts is not None
-            chosen = selection.select(self.knobs, counts, named=named,
-                                      max_knobs=self.config.max_knobs)
-            chosen.seconds = time.monotonic() - started
+            chosen = self._count_and_check(named)
             self.study.set_user_attr(ATTR + "selection", chosen.to_json())
         if self.progress:
             self.progress.console.print(selection.table(chosen, self.config.max_knobs))
         if not chosen.kept:
-            raise BadInputError("the workload hit none of the candidate knobs' sites, nothing to "
-                                "tune: name knobs with --knob, or pass --no-select")
+            raise BadInputError("no candidate knob was hit by the workload and passed its check at "
+                                "the default value, nothing to tune: name knobs with --knob, or "
+                                "pass --no-select")
         self.knobs = chosen.kept
         self.left_out = [*self.left_out, *chosen.left_out]
         self.study.set_user_attr(ATTR + "knobs", [k.model_dump(mode="json") for k in self.knobs])
         self.study.set_user_attr(ATTR + "left_out", [list(x) for x in self.left_out])
+
+    def _count_and_check(self, named: set[str]) -> selection.Selection:
+        """Count hits during one run, rank, then load the chosen knobs at their defaults for
+        one more run and drop those that fail to load or whose sites fail the self-check."""
+        if self.progress:
+            self.progress.phase("counting knob hits")
+        started = time.monotonic()
+        counts = self._run_one(Job(kind="count", tag=0)).counts
+        assert counts is not None
+        chosen = selection.select(self.knobs, counts, named=named, max_knobs=self.config.max_knobs)
+        counted = time.monotonic()
+        if self.progress:
+            self.progress.phase("checking the chosen knobs at their defaults")
+        checked = self._run_one(Job(kind="verify", tag=0, params=selection.to_verify(chosen)))
+        selection.drop(chosen, checked.rejected)
+        chosen.seconds, chosen.check_seconds = counted - started, time.monotonic() - counted
+        return chosen
 
     def _preflight(self) -> dict[str, Any]:
         if self.progress:

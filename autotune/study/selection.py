@@ -33,12 +33,14 @@ class Selection:
     left_out: list[tuple[str, str]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # knob -> sites that could not be counted
     sites: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # counting: arm, one workload run, read, remove
+    check_seconds: float = 0.0  # loading the chosen knobs at their defaults for one run
 
     def to_json(self) -> dict[str, Any]:
         return {"kept": [k.name for k in self.kept], "hits": self.hits,
                 "left_out": [list(x) for x in self.left_out], "notes": self.notes,
-                "sites": self.sites, "seconds": round(self.seconds, 2)}
+                "sites": self.sites, "seconds": round(self.seconds, 2),
+                "check_seconds": round(self.check_seconds, 2)}
 
 
 def select(knobs: list[Knob], counts: Counts, *, named: set[str], max_knobs: int) -> Selection:
@@ -63,6 +65,19 @@ def select(knobs: list[Knob], counts: Counts, *, named: set[str], max_knobs: int
     return out
 
 
+def to_verify(selection: Selection) -> dict[str, int]:
+    """Default value of every kept counted knob: loaded at it once before the search."""
+    return {k.name: k.default for k in selection.kept
+            if k.name in selection.hits and k.default is not None}
+
+
+def drop(selection: Selection, rejected: dict[str, str]) -> None:
+    """Take knobs the default-value run rejected out of the search, with the reason."""
+    selection.kept = [k for k in selection.kept if k.name not in rejected]
+    selection.left_out.extend((name, f"failed its check at the default value: {why}")
+                              for name, why in rejected.items())
+
+
 def from_stored(knobs: list[Knob], stored: dict[str, Any]) -> Selection:
     """A resumed study keeps its first selection, so every trial searches the same space."""
     kept = set(stored["kept"])
@@ -71,7 +86,8 @@ def from_stored(knobs: list[Knob], stored: dict[str, Any]) -> Selection:
                      hits=dict(stored["hits"]),
                      left_out=[(n, why) for n, why in stored["left_out"]],
                      notes=dict(stored.get("notes", {})), sites=int(stored.get("sites", 0)),
-                     seconds=float(stored.get("seconds", 0.0)))
+                     seconds=float(stored.get("seconds", 0.0)),
+                     check_seconds=float(stored.get("check_seconds", 0.0)))
 
 
 def table(selection: Selection, max_knobs: int) -> Table:
@@ -80,7 +96,8 @@ def table(selection: Selection, max_knobs: int) -> Table:
     why = dict(selection.left_out)
     hit = [(n, h) for n, h in selection.hits.items() if h > 0]
     t = Table(title=f"knob selection: {selection.sites} site(s) counted during one workload run "
-                    f"({selection.seconds:.1f} s), at most {max_knobs} kept")
+                    f"({selection.seconds:.1f} s), at most {max_knobs} kept, checked at their "
+                    f"defaults ({selection.check_seconds:.1f} s)")
     t.add_column("knob", no_wrap=True)
     t.add_column("hits", justify="right")
     t.add_column("searched")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.core.catalog import Knob
-from autotune.core.errors import AutotuneError
+from autotune.core.errors import AutotuneError, LeaseLapsed, TargetCrashed
 from kernel_runtime.hitcount import Counts
 from kernel_runtime.target import Target
 from workloads.base import Measurement, Workload
@@ -93,6 +93,35 @@ class TrialWorker:
                 self.target.stop_counting(token)
             raise
         return self.target.stop_counting(token)
+
+    def verify_defaults(self, defaults: Mapping[str, int]) -> dict[str, str]:
+        """Load each knob at its default value, run the workload once, and say which knobs
+        cannot be searched: those that fail to load, and those a site of which did not hold
+        the default while the workload ran (the runtime's self-check disables such a knob at
+        its first mismatch, so every later trial setting it would fail).
+
+        At the default value every site computes what the kernel's constant does; the kernel
+        is back at defaults when this returns (the knobs stay loaded, as after a trial).
+        """
+        rejected: dict[str, str] = {}
+        self.target.control.revert()
+        try:
+            for name, value in defaults.items():
+                try:
+                    self.target.control.apply({name: value}, self.knobs)
+                except (TargetCrashed, LeaseLapsed):
+                    raise
+                except AutotuneError as e:
+                    rejected[name] = f"cannot be loaded: {e}"
+            self.workload.run(self.target, self.duration)
+            for state in self.target.control.status():
+                bad = sum(v for k, v in state.counters.items() if k.endswith(".mismatches"))
+                if state.name in defaults and bad:
+                    rejected[state.name] = (f"{bad} site hit(s) did not hold the default value "
+                                            f"during the workload: {state.alert}")
+        finally:
+            self.target.control.revert()
+        return rejected
 
     def pairs(self, params: Mapping[str, int], repeats: int, *, first: int = 0) -> list[Pair]:
         """``repeats`` interleaved pairs; the kernel is back at defaults when this returns."""

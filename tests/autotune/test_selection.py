@@ -70,10 +70,12 @@ def test_the_table_lists_hit_knobs_and_sums_up_the_rest() -> None:
 
 
 class FakeCountingExecutor(Executor):
-    """Answers "count" with fixed hits; throughput gain 20% when knob B is set above 32."""
+    """Answers "count" with fixed hits and "verify" with fixed rejections; throughput gain
+    20% when knob B is set above 32."""
 
-    def __init__(self, hits: dict[str, int]) -> None:
+    def __init__(self, hits: dict[str, int], rejected: frozenset[str] = frozenset()) -> None:
         self.hits = hits
+        self.rejected = rejected
         self.jobs: list[Job] = []
         self.rng = random.Random(2)
 
@@ -93,6 +95,9 @@ class FakeCountingExecutor(Executor):
             self.jobs.append(job)
             if job.kind == "count":
                 yield JobResult(job=job, counts=Counts(hits=dict(self.hits), sites=5))
+            elif job.kind == "verify":
+                yield JobResult(job=job, rejected={n: "mismatch" for n in job.params
+                                                   if n in self.rejected})
             elif job.kind == "baseline":
                 yield JobResult(job=job, runs=[self._run(1.0) for _ in range(job.repeats)])
             else:
@@ -118,7 +123,8 @@ def test_the_study_counts_before_the_preflight_and_searches_only_what_was_hit() 
     ex = FakeCountingExecutor({"A": 2, "B": 40})
     runner = StudyRunner(config=config(), executor=ex, knobs=KNOBS, left_out=[])
     runner.run()
-    assert [j.kind for j in ex.jobs][:2] == ["count", "baseline"]
+    assert [j.kind for j in ex.jobs][:3] == ["count", "verify", "baseline"]
+    assert ex.jobs[1].params == {"B": 16}  # the kept counted knob, at its default
     searched = {p for t in runner.study.trials for p in t.params}
     assert searched == {"net.core.busy_poll", "B"}
     stored = runner.study.user_attrs[ATTR + "selection"]
@@ -126,6 +132,15 @@ def test_the_study_counts_before_the_preflight_and_searches_only_what_was_hit() 
     evidence = policy_from_study(runner.study, None).evidence.provenance
     assert evidence["selection"]["hits"]["B"] == 40
     assert ["A", "2 hits, rank 2 > --max-knobs 1"] in evidence["left_out"]
+
+
+def test_a_knob_failing_its_default_check_is_not_searched() -> None:
+    ex = FakeCountingExecutor({"A": 2, "B": 40}, rejected=frozenset({"B"}))
+    runner = StudyRunner(config=config(max_knobs=2, trials=2), executor=ex, knobs=KNOBS,
+                         left_out=[])
+    runner.run()
+    assert [k.name for k in runner.knobs] == ["net.core.busy_poll", "A"]
+    assert ("B", "failed its check at the default value: mismatch") in runner.left_out
 
 
 def test_a_resumed_study_keeps_its_selection_without_counting_again() -> None:
@@ -147,6 +162,6 @@ def test_no_select_searches_every_candidate_without_counting() -> None:
 
 
 def test_nothing_hit_and_nothing_else_to_tune_says_what_to_do() -> None:
-    with pytest.raises(BadInputError, match="hit none of the candidate knobs"):
+    with pytest.raises(BadInputError, match="no candidate knob was hit by the workload"):
         StudyRunner(config=config(), executor=FakeCountingExecutor({}), knobs=KNOBS[1:],
                     left_out=[]).run()
