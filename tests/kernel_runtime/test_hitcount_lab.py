@@ -83,3 +83,14 @@ def test_a_lapsed_lease_removes_armed_counters(lab: LabTarget) -> None:
         assert our_events(lab) == [] and instances(lab) == []
     finally:
         lab.lease.start()
+
+
+def test_counting_sweeps_the_counter_of_a_dead_process(lab: LabTarget) -> None:
+    stale = "autotune_cnt_999999_1"  # pid 999999 is above the guest's pid_max: never alive
+    res = lab.run(["sh", "-c", f"echo 'p:{stale}/{stale}_0 alloc_pipe_info' >> "
+                   "/sys/kernel/tracing/kprobe_events"], timeout=20)
+    assert res.returncode == 0, res.stderr
+    assert [e for e in our_events(lab) if stale in e]
+    knobs = [k for k in lab.knobs() if k.name == "PIPE_DEF_BUFFERS"]
+    lab.stop_counting(lab.start_counting(knobs))
+    assert our_events(lab) == []
