@@ -206,12 +206,13 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     select = k > 0 and insns[k - 1].mnemonic == "sbb"  # 'sbb r,r; and $c': a select, not a mask
     if flow.mask_use or (mn == "and" and cand.expr == "V-1" and not select):
         res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))
-    unknown = flow.escaped and not (flow.flags_branch and _flags_die(insns, flow.flags_branch,
-                                                                     func.start, func.end))
     if flow.leaves:
         _escapes(res, v0, flow.leaves, flow.leaves_at if flow.leaves_at is not None else s.address)
-    elif unknown:  # not proven to stay: as if it left
-        _escapes(res, v0, "", flow.path[-1] if flow.path else s.address)
+    elif flow.escaped and escape_constraint(v0, cand.expr, res.constraints, "?") is not None:
+        # the straight line did not see IV die: walk every path (both sides of branches)
+        how, at = symstep.leaves(code, base, s.next, s.writes_reg, func.end)
+        if how:  # "not followed": not proven to stay, as if it left
+            _escapes(res, v0, "" if how == "not followed" else how, at or s.address)
     reader_at = flow.first_reader if flow.first_reader is not None else s.next
     probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
@@ -235,21 +236,14 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     return res
 
 
-def _flags_die(insns: list[disasm.Insn], targets: list[int], start: int, end: int) -> bool:
-    """Whether no path from ``targets`` (a branch's successors) reads the flags again."""
-    at = {ins.address: k for k, ins in enumerate(insns)}
-    return all(t in at and disasm.flags_reader(insns, at[t] - 1, start, end) is None
-               for t in targets)
-
-
 def _escapes(res: SiteResult, v0: int, how: str, at: int) -> None:
     """The pow2 constraint when V leaves the function (analysis/escape.py says why); ``how``
     "" means its path was not followed to its end, so it may leave."""
     func = res.candidate.function
     where = f"{func.name}+{at - func.start:#x}"
     text = (f"V leaves {func.name}: {how} at {where}" if how else
-            f"V may leave {func.name}: its path is not followed past {where} (live across a "
-            "branch, or too long)")
+            f"V may leave {func.name}: its paths are not followed past {where} (too many, or "
+            "code angr cannot lift)")
     if (c := escape_constraint(v0, res.candidate.expr, res.constraints, text)) is not None:
         res.constraints.append(c)
 

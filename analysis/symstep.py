@@ -6,8 +6,9 @@ symbolic ``IV`` and the straight-line code after it is stepped one instruction a
 breakpoints record the first instruction that reads IV, whether IV (or a value derived from
 it) becomes a memory address or a shift amount, and how far derived values stay live
 (the safe span). Stepping never leaves the function: a call, a return or a jump out of its
-bounds (a tail call) with IV live ends the span, and IV is said to leave the function, so
-consumers the analysis cannot see may hold it (see ``Flow.leaves``).
+bounds (a tail call) with IV live ends the span. IV leaves the function (``Flow.leaves``)
+when it is stored or an exit carries it in a register the other side reads (the ABI:
+arguments, a return value); ``leaves`` follows every path to prove it stays inside.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STEPS = 48
+PATH_BUDGET = 400  # instructions stepped over all paths by ``leaves``
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
         "r13", "r14", "r15")
 _SHIFTS = {"__lshift__", "__rshift__", "LShR"}
+# registers a callee may read as arguments or clobber; the others it preserves
+_CALLER_SAVED = frozenset({"rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"})
 
 
 @dataclass
@@ -37,7 +41,6 @@ class Flow:
     notes: list[str] = field(default_factory=list)
     leaves: str = ""                     # how IV left the function: "" when it provably did not
     leaves_at: int | None = None         # the instruction where it left
-    flags_branch: list[int] = field(default_factory=list)  # targets of a branch on IV's flags
     path: list[int] = field(default_factory=list)  # addresses stepped, in order
 
     def span(self) -> tuple[int, int]:
@@ -131,13 +134,12 @@ def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
         if not live and not _flags_live(nxt):
             flow.live_until = addr
             break
-        if len(nxt) > 1 and not live:  # only the flags hold IV: the caller checks they die
-            flow.flags_branch = [st.addr for st in nxt]
-        if (exit_how := _exit(nxt, base, stop)) or len(nxt) != 1:
+        exit_kind, how = _exit(nxt, base, stop, frozenset(live))
+        if exit_kind or len(nxt) != 1:
             flow.escaped = True
-            if exit_how and not flow.leaves:
-                flow.leaves, flow.leaves_at = exit_how, addr
-            flow.notes.append(f"IV {exit_how or 'live across a branch'} at {addr:#x}")
+            if how and not flow.leaves:
+                flow.leaves, flow.leaves_at = how, addr
+            flow.notes.append(f"IV {how or 'live across ' + (exit_kind or 'a branch')} at {addr:#x}")
             break
         state = nxt[0]
     else:
@@ -146,20 +148,94 @@ def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
     return flow
 
 
-def _exit(states: list[Any], base: int, stop: int) -> str:
-    """How the one successor leaves the function's code, or "" when it stays inside."""
+def leaves(code: bytes, base: int, start: int, reg: str, stop: int,
+           budget: int = PATH_BUDGET) -> tuple[str, int | None]:
+    """How IV leaves the function on any path from ``start`` (both sides of every branch):
+    ``(how, address)``; ``("", None)`` when it dies inside on every path, which proves no
+    other function sees it; ``("not followed", address)`` when ``budget`` steps run out.
+
+    A taint walk: a state is (address, registers holding IV, whether the flags do); one seen
+    before adds nothing (the same instructions derive the same registers), so loops end.
+    """
+    import angr
+    import claripy
+
+    proj = _project(code, base)
+    state = proj.factory.blank_state(
+        addr=start, add_options={angr.options.SYMBOL_FILL_UNCONSTRAINED_REGISTERS,
+                                 angr.options.SYMBOL_FILL_UNCONSTRAINED_MEMORY})
+    full, bits = full_register(reg)
+    iv = claripy.BVS("IV", bits)
+    setattr(state.regs, full, iv.zero_extend(64 - bits) if bits < 64 else iv)
+    stored: list[bool] = []
+
+    def on_write(st: Any) -> None:
+        if st.inspect.mem_write_expr is not None and _has_iv(st.inspect.mem_write_expr):
+            stored.append(True)
+
+    state.inspect.b("mem_write", when=angr.BP_BEFORE, action=on_write)
+    todo, seen = [state], set()
+    for _ in range(budget):
+        if not todo:
+            return "", None
+        st = todo.pop()
+        addr = st.addr
+        try:
+            succ = proj.factory.successors(st, num_inst=1)
+        except Exception:  # angr raises many types for code it cannot lift
+            return "not followed", addr
+        if stored:
+            return "stored to memory", addr
+        nxt = succ.flat_successors or succ.unconstrained_successors
+        if succ.unconstrained_successors and succ.flat_successors:
+            return "not followed", addr
+        for s in nxt:
+            live = frozenset(r for r in GPRS if _has_iv(getattr(s.regs, r)))
+            exit_kind, how = _exit([s], base, stop, live)
+            if how:
+                return how, addr
+            flags = _flags_live([s])
+            if exit_kind == "a call":  # only callee-saved registers hold IV: not the callee's input
+                s = _after_call(proj, st, claripy)
+                live = frozenset(r for r in GPRS if _has_iv(getattr(s.regs, r)))
+                flags = False  # a call clobbers the flags
+            elif exit_kind:
+                continue  # a return or tail jump carrying no IV: it dies here
+            if not (live or flags):
+                continue  # IV died on this path
+            if (key := (s.addr, live, flags)) not in seen:
+                seen.add(key)
+                todo.append(s)
+    return ("not followed", todo[-1].addr) if todo else ("", None)
+
+
+def _after_call(proj: Any, before: Any, claripy: Any) -> Any:
+    """The state at a call's return address: the callee preserved the callee-saved
+    registers and clobbered the others (the System V ABI the kernel follows)."""
+    after = before.copy()
+    after.regs.ip = before.addr + proj.factory.block(before.addr, num_inst=1).size
+    for r in _CALLER_SAVED:
+        setattr(after.regs, r, claripy.BVS(f"clobbered_{r}", 64))
+    return after
+
+
+def _exit(states: list[Any], base: int, stop: int, live: frozenset[str]) -> tuple[str, str]:
+    """(exit, how IV leaves by it) for the one successor: ("", "") when it stays inside the
+    function; how is "" when the exit carries no IV (the ABI: a callee or tail callee reads
+    only caller-saved registers, a caller only rax and rdx; the others hold the caller's values)."""
     if len(states) != 1:
-        return ""
+        return "", ""
     kind = states[0].history.jumpkind
     if kind == "Ijk_Call":
-        return "passed to (or kept across) a call"
+        return "a call", "passed to a call" if live & _CALLER_SAVED else ""
     if kind == "Ijk_Ret":
-        return "returned"
+        return "a return", "returned" if live & {"rax", "rdx"} else ""
     if kind != "Ijk_Boring":
-        return f"live at a {kind} exit"
+        return f"a {kind} exit", f"live at a {kind} exit" if live else ""
     if not base <= states[0].addr < stop:
-        return f"live at a jump out of the function to {states[0].addr:#x} (a tail call)"
-    return ""
+        return "a tail jump", (f"live at a jump out of the function to {states[0].addr:#x} "
+                               "(a tail call)" if live & _CALLER_SAVED else "")
+    return "", ""
 
 
 def _flags_live(states: list[Any]) -> bool:

@@ -22,7 +22,7 @@ from analysis.oracle import OracleReport
 from analysis.seeds import Seed, Use
 from autotune.core.catalog import Catalog
 
-NAMES = ["RING_MIN_BUFS", "LOCAL_SPIN", "TAIL_BUDGET", "RET_QUOTA", "FLAGGED_BATCH"]
+NAMES = ["RING_MIN_BUFS", "LOCAL_SPIN", "LOCAL_CAP", "TAIL_BUDGET", "RET_QUOTA", "FLAGGED_BATCH"]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,16 @@ def test_local_only_use_stays_unconstrained(catalog: Catalog) -> None:
     knob = catalog.knob("LOCAL_SPIN")  # only 'cmp $16' in spin_local: the value never leaves
     assert {s.function for s in knob.sites} == {"spin_local"}
     assert knob.domain.constraints == [] and knob.domain.allowed_values() is None
+
+
+def test_register_kept_across_calls_and_branches_stays_local(catalog: Catalog) -> None:
+    # 'mov $32, %r12d' bounds drain_local's loop around calls: the straight-line step stops at
+    # the first branch, the walk over every path sees it die in the callee-saved register
+    knob = catalog.knob("LOCAL_CAP")
+    (s,) = knob.sites
+    assert (s.function, s.location, s.synthesis) == ("drain_local", "r12d", "register")
+    assert s.safe_spans[0].conservative  # the safe span still stops at the branch
+    assert knob.domain.constraints == []
 
 
 @pytest.mark.parametrize(("name", "how"), [("TAIL_BUDGET", "tail call"), ("RET_QUOTA", "returned")])

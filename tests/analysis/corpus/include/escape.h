@@ -6,4 +6,5 @@
 #define TAIL_BUDGET 64       /* handed to a lower-addressed callee by a tail jump */
 #define RET_QUOTA 32         /* returned to the caller */
 #define FLAGGED_BATCH 1024   /* 'x & (BATCH - 1)' compiled as 'test $0x3ff' */
+#define LOCAL_CAP 32         /* a loop bound kept in a register across calls */
 #endif

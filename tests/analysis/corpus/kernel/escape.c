@@ -61,3 +61,14 @@ __attribute__((noinline)) unsigned int next_id(unsigned int *last)
 	*last = res + 1;
 	return res;
 }
+
+/* the cap is kept in a callee-saved register across calls and only bounds the loop */
+__attribute__((noinline)) int drain_local(int n)
+{
+	int cap = n < LOCAL_CAP ? n : LOCAL_CAP;
+	int i, sum = 0;
+
+	for (i = 0; i < cap; i++)
+		sum += work(i);
+	return sum;
+}
