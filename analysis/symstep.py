@@ -82,12 +82,11 @@ def full_register(name: str) -> tuple[str, int]:
     raise ValueError(f"register {name} is not a general-purpose register")
 
 
-def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
-    """Run from ``start`` with ``reg`` = symbolic IV until IV is dead, consumed or ``stop``."""
+def _seeded(code: bytes, base: int, start: int, reg: str) -> tuple[Any, Any]:
+    """The project and a state at ``start`` whose ``reg`` holds the symbolic IV."""
     import angr
     import claripy
 
-    flow = Flow()
     proj = _project(code, base)
     state = proj.factory.blank_state(
         addr=start, add_options={angr.options.SYMBOL_FILL_UNCONSTRAINED_REGISTERS,
@@ -95,6 +94,15 @@ def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
     full, bits = full_register(reg)
     iv = claripy.BVS("IV", bits)
     setattr(state.regs, full, iv.zero_extend(64 - bits) if bits < 64 else iv)
+    return proj, state
+
+
+def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
+    """Run from ``start`` with ``reg`` = symbolic IV until IV is dead, consumed or ``stop``."""
+    import angr
+
+    flow = Flow()
+    proj, state = _seeded(code, base, start, reg)
     current = {"addr": start}
 
     def on_reg_read(st: Any) -> None:
@@ -158,15 +166,8 @@ def leaves(code: bytes, base: int, start: int, reg: str, stop: int,
     before adds nothing (the same instructions derive the same registers), so loops end.
     """
     import angr
-    import claripy
 
-    proj = _project(code, base)
-    state = proj.factory.blank_state(
-        addr=start, add_options={angr.options.SYMBOL_FILL_UNCONSTRAINED_REGISTERS,
-                                 angr.options.SYMBOL_FILL_UNCONSTRAINED_MEMORY})
-    full, bits = full_register(reg)
-    iv = claripy.BVS("IV", bits)
-    setattr(state.regs, full, iv.zero_extend(64 - bits) if bits < 64 else iv)
+    proj, state = _seeded(code, base, start, reg)
     stored: list[bool] = []
 
     def on_write(st: Any) -> None:
@@ -196,7 +197,7 @@ def leaves(code: bytes, base: int, start: int, reg: str, stop: int,
                 return how, addr
             flags = _flags_live([s])
             if exit_kind == "a call":  # only callee-saved registers hold IV: not the callee's input
-                s = _after_call(proj, st, claripy)
+                s = _after_call(proj, st)
                 live = frozenset(r for r in GPRS if _has_iv(getattr(s.regs, r)))
                 flags = False  # a call clobbers the flags
             elif exit_kind:
@@ -209,9 +210,11 @@ def leaves(code: bytes, base: int, start: int, reg: str, stop: int,
     return ("not followed", todo[-1].addr) if todo else ("", None)
 
 
-def _after_call(proj: Any, before: Any, claripy: Any) -> Any:
+def _after_call(proj: Any, before: Any) -> Any:
     """The state at a call's return address: the callee preserved the callee-saved
     registers and clobbered the others (the System V ABI the kernel follows)."""
+    import claripy
+
     after = before.copy()
     after.regs.ip = before.addr + proj.factory.block(before.addr, num_inst=1).size
     for r in _CALLER_SAVED:
