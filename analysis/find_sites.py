@@ -217,11 +217,9 @@ def log2_constraints(res: sitebuild.SiteResult) -> sitebuild.SiteResult:
 
 
 def _init_worker() -> None:
-    import logging
+    from analysis.symstep import import_angr
 
-    import angr  # noqa: F401 - imported once per worker, not per task
-
-    logging.getLogger("angr").setLevel(logging.CRITICAL)
+    import_angr()  # once per worker, not per task
 
 
 def find(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: dict[str, int], *,

@@ -60,11 +60,19 @@ def _walk(ast: Any, flow: Flow, addr: int) -> None:
             flow.mask_use = True
 
 
-def _project(code: bytes, base: int) -> Any:
+def import_angr() -> Any:
+    """angr, imported quietly: its import logs an ERROR per process when the optional
+    unicorn engine is missing (we never use it), which drowned the analysis progress."""
+    logging.getLogger("angr.state_plugins.unicorn_engine").setLevel(logging.CRITICAL)
     import angr
 
     logging.getLogger("angr").setLevel(logging.ERROR)
     logging.getLogger("cle").setLevel(logging.ERROR)
+    return angr
+
+
+def _project(code: bytes, base: int) -> Any:
+    angr = import_angr()
     return angr.Project(io.BytesIO(code), auto_load_libs=False,
                         main_opts={"backend": "blob", "arch": "amd64", "base_addr": base,
                                    "entry_point": base})
