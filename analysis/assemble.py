@@ -97,6 +97,12 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
     unsafe = [r.unsafe for r in found.results if r.unsafe and r.site is not None]
     if unsafe:
         return unsupported(unsafe[0], len(sites))
+    notrace = sorted({r.candidate.function.name for r in found.results
+                      if r.site is not None and not r.candidate.function.traced})
+    if notrace:  # those copies can never be probed, and tuning only the others is unsafe
+        return unsupported(f"sites in notrace functions ({', '.join(notrace[:3])}): the kernel's "
+                           "kprobe events refuse every address in a function without an ftrace "
+                           "entry", len(sites))
     report = found.oracle
     if report is not None and report.problem:
         return unsupported(f"oracle failed: {report.problem}", len(sites))

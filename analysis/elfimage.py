@@ -7,11 +7,15 @@ analysis load one function as a blob at its real address instead of the whole im
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autotune.core.errors import BadInputError
 from autotune.core.kernel import parse_build_id_notes
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,10 @@ class Function:
     name: str
     start: int
     size: int
+    # False when the image's ftrace table has no entry in the function (``notrace``): the
+    # kernel's kprobe events then refuse every address in it (CONFIG_KPROBE_EVENTS_ON_NOTRACE
+    # is off in distribution kernels), so no SIE probe can ever attach there.
+    traced: bool = True
 
     @property
     def end(self) -> int:
@@ -43,6 +51,7 @@ class Image:
         self.build_id = "unknown"
         self._sections: list[tuple[int, int, int]] = []
         funcs: dict[int, Function] = {}
+        marks: dict[str, int] = {}
         # a module (ET_REL) keeps symbols section-relative: place them at their section's
         # address (modules.relocated() gives every code section its own)
         relocatable = elf["e_type"] == "ET_REL"
@@ -60,8 +69,15 @@ class Image:
                             addr += bases[sym["st_shndx"]]
                         if addr not in funcs or sym["st_info"]["bind"] == "STB_GLOBAL":
                             funcs[addr] = Function(sym.name, addr, sym["st_size"])
+                    elif sym.name in ("__start_mcount_loc", "__stop_mcount_loc"):
+                        marks[sym.name] = sym["st_value"]
         if not funcs:
             raise BadInputError(f"{path}: no function symbols; pass an unstripped vmlinux")
+        sites = _ftrace_sites(elf, marks, bases) if not relocatable or elf.get_section_by_name(
+            "__mcount_loc") else None
+        if sites:
+            funcs = {a: replace(f, traced=_any_within(sites, f.start, f.end))
+                     for a, f in funcs.items()}
         self.functions = sorted(funcs.values(), key=lambda f: f.start)
         self._starts = [f.start for f in self.functions]
         self._names: dict[str, list[Function]] = {}
@@ -86,3 +102,37 @@ class Image:
 
     def code(self, func: Function) -> bytes:
         return self.read(func.start, func.size)
+
+
+def _ftrace_sites(elf: ELFFile, marks: dict[str, int], bases: list[int]) -> list[int]:
+    """Sorted addresses of the image's ftrace call sites (its ``__mcount_loc`` table).
+
+    vmlinux keeps the table inside its init data between two linker symbols; a module keeps
+    a ``__mcount_loc`` section whose entries are relocations against its code sections.
+    An empty list means the image carries no table: nothing is then judged notrace.
+    """
+    if "__start_mcount_loc" in marks and "__stop_mcount_loc" in marks:
+        start, stop = marks["__start_mcount_loc"], marks["__stop_mcount_loc"]
+        for sec in elf.iter_sections():
+            base = sec["sh_addr"]
+            if sec["sh_type"] == "SHT_PROGBITS" and base <= start and stop <= base + sec["sh_size"]:
+                data = sec.data()[start - base:stop - base]
+                return sorted(int.from_bytes(data[i:i + 8], "little")
+                              for i in range(0, len(data) - 7, 8))
+        return []
+    rela = elf.get_section_by_name(".rela__mcount_loc")
+    if rela is None:
+        return []
+    symtab = elf.get_section(rela["sh_link"])
+    out = []
+    for r in rela.iter_relocations():  # type: ignore[attr-defined]
+        sym = symtab.get_symbol(r["r_info_sym"])  # type: ignore[attr-defined]
+        shndx = sym["st_shndx"]
+        if isinstance(shndx, int):
+            out.append(bases[shndx] + sym["st_value"] + r["r_addend"])
+    return sorted(out)
+
+
+def _any_within(sorted_addrs: list[int], start: int, end: int) -> bool:
+    i = bisect.bisect_left(sorted_addrs, start)
+    return i < len(sorted_addrs) and sorted_addrs[i] < end

@@ -67,14 +67,15 @@ def test_tcp_delack_max_jiffies_store_and_range_check(catalog: Catalog) -> None:
     assert (s.location, s.expr, s.expected_default) == ("flags", "V-2", 48)
 
 
-def test_pipe_def_buffers_in_alloc_pipe_info(catalog: Catalog) -> None:
-    s = site(catalog, "PIPE_DEF_BUFFERS", "alloc_pipe_info", 0x7c)
-    assert (s.location, s.expr, s.expected_default) == ("ebp", "V", 16)
+def test_pipe_def_buffers_copies_in_tracing_are_notrace(catalog: Catalog) -> None:
+    # alloc_pipe_info's copy is found (the hand catalog tunes only it), but the splice code
+    # of kernel/trace/ has copies too, where no kprobe can attach: no knob as a whole
+    assert "notrace functions (tracing_buffers_splice_read" in reason(catalog, "PIPE_DEF_BUFFERS")
 
 
-def test_sbq_wake_batch_and_shrink_batch(catalog: Catalog) -> None:
-    for fn, off in (("sbitmap_queue_init_node", 0x3b), ("sbitmap_queue_resize", 0x7)):
-        assert site(catalog, "SBQ_WAKE_BATCH", fn, off).expr == "V"
+def test_sbq_wake_batch_notrace_and_shrink_batch(catalog: Catalog) -> None:
+    # lib/ is built without ftrace: the lab refused every kprobe in sbitmap's functions
+    assert "notrace functions (sbitmap_queue_init_node" in reason(catalog, "SBQ_WAKE_BATCH")
     s = site(catalog, "SHRINK_BATCH", "do_shrink_slab", 0x7)
     assert (s.location, s.expected_default) == ("eax", 128)
 
