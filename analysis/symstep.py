@@ -92,7 +92,7 @@ def full_register(name: str) -> tuple[str, int]:
 
 def _seeded(code: bytes, base: int, start: int, reg: str) -> tuple[Any, Any]:
     """The project and a state at ``start`` whose ``reg`` holds the symbolic IV."""
-    import angr
+    angr = import_angr()
     import claripy
 
     proj = _project(code, base)
@@ -107,7 +107,7 @@ def _seeded(code: bytes, base: int, start: int, reg: str) -> tuple[Any, Any]:
 
 def step_after(code: bytes, base: int, start: int, reg: str, stop: int) -> Flow:
     """Run from ``start`` with ``reg`` = symbolic IV until IV is dead, consumed or ``stop``."""
-    import angr
+    angr = import_angr()
 
     flow = Flow()
     proj, state = _seeded(code, base, start, reg)
@@ -173,7 +173,7 @@ def leaves(code: bytes, base: int, start: int, reg: str, stop: int,
     A taint walk: a state is (address, registers holding IV, whether the flags do); one seen
     before adds nothing (the same instructions derive the same registers), so loops end.
     """
-    import angr
+    angr = import_angr()
 
     proj, state = _seeded(code, base, start, reg)
     stored: list[bool] = []
