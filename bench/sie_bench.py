@@ -73,15 +73,26 @@ bare = []
 for _ in range(ROUNDS):
     t = time.perf_counter_ns(); raw.update(key, val); bare.append(time.perf_counter_ns() - t)
 
-update, switch, wrong = [], [], 0
-for i in range(ROUNDS):
-    v = 4 if i % 2 else 64
-    t0 = time.perf_counter_ns()
-    values.set_value(pipe.name, v, GLOBAL)
-    t1 = time.perf_counter_ns()
-    wrong += size() != v * 4096
-    t2 = time.perf_counter_ns()
-    update.append(t1 - t0); switch.append(t2 - t0)
+
+
+def alternate(after=None):
+    """ROUNDS value changes 64 <-> 4 pages: (update ns, change -> applied ns, pipes of the
+    wrong size, ``after()`` per change)."""
+    update, switch, wrong, extra = [], [], 0, []
+    for i in range(ROUNDS):
+        v = 4 if i % 2 else 64
+        t0 = time.perf_counter_ns()
+        values.set_value(pipe.name, v, GLOBAL)
+        t1 = time.perf_counter_ns()
+        wrong += size() != v * 4096
+        t2 = time.perf_counter_ns()
+        update.append(t1 - t0); switch.append(t2 - t0)
+        if after is not None:
+            extra.append(after())
+    return update, switch, wrong, extra
+
+
+update, switch, wrong, _ = alternate()
 q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))] / 1e3
 out.update(bare_us_p50=q(bare, 0.5), bare_us_p99=q(bare, 0.99),
            update_us_p50=q(update, 0.5), update_us_p99=q(update, 0.99),
@@ -93,16 +104,8 @@ b.unload_knob(pipe)
 # entry (alloc_pipe_info) with no task inside switches generations. The kernel-side delay
 # is switched_ns - pending_ns (both CLOCK_MONOTONIC).
 b.mode = "global"; b.load(pipe)
-gupdate, gswitch, gkernel, gwrong = [], [], [], 0
-for i in range(ROUNDS):
-    v = 4 if i % 2 else 64
-    t0 = time.perf_counter_ns()
-    values.set_value(pipe.name, v, GLOBAL)
-    t1 = time.perf_counter_ns()
-    gwrong += size() != v * 4096
-    t2 = time.perf_counter_ns()
-    gupdate.append(t1 - t0); gswitch.append(t2 - t0)
-    gkernel.append(values.live(pipe.name).switched_ns - values.control(pipe.name).pending_ns)
+gupdate, gswitch, gwrong, gkernel = alternate(
+    lambda: values.live(pipe.name).switched_ns - values.control(pipe.name).pending_ns)
 out.update(gupdate_us_p50=q(gupdate, 0.5), gupdate_us_p99=q(gupdate, 0.99),
            gswitch_us_p50=q(gswitch, 0.5), gswitch_us_p99=q(gswitch, 0.99),
            gkernel_us_p50=q(gkernel, 0.5), gkernel_us_p99=q(gkernel, 0.99), gswitch_wrong=gwrong)

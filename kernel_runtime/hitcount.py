@@ -23,15 +23,15 @@ from pathlib import Path
 
 from autotune.core.catalog import Knob, Site
 from autotune.core.errors import EnvironmentProblem
+from kernel_runtime import tracefs as tracefs_mod
 
 PREFIX = "autotune_cnt_"
-_TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 _serial = itertools.count(1)
 
 
 def tracefs() -> Path:
     """The tracefs mount with kprobe events, or an EnvironmentProblem saying what is missing."""
-    t = next((t for t in _TRACEFS if (t / "kprobe_events").exists()), None)
+    t = tracefs_mod.root()
     if t is None:
         raise EnvironmentProblem("no tracefs kprobe_events (kernel without CONFIG_KPROBE_EVENTS, "
                                  "or tracefs not mounted): knob hits cannot be counted here; "
@@ -39,26 +39,8 @@ def tracefs() -> Path:
     return t
 
 
-def _command(events: Path, line: str) -> int:
-    """One kprobe_events command, the errno (0: taken). O_APPEND: a truncating or seeking
-    open would clear every event, or be refused by tracefs."""
-    fd = os.open(events, os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, line.encode())
-    except OSError as e:
-        return e.errno or errno.EIO
-    finally:
-        os.close(fd)
-    return 0
-
-
 def _module_loaded(module: str) -> bool:
     return Path("/sys/module", module.replace("-", "_")).is_dir()
-
-
-def _spec(site: Site, offset: int) -> str:
-    where = f"{site.module.replace('-', '_')}:" if site.module else ""
-    return f"{where}{site.function}+{offset}"
 
 
 @dataclass
@@ -122,11 +104,11 @@ class HitCounter:
             return None
         errors = []
         for offset in dict.fromkeys([site.probe_offset, *site.probe_offsets]):
-            spec = _spec(site, offset)
+            spec = tracefs_mod.spec(site, offset)
             if spec in by_address:
                 return by_address[spec]
             name = f"{self.group}_{len(by_address)}"
-            err = _command(self.events_file, f"p:{self.group}/{name} {spec}\n")
+            err = tracefs_mod.command(self.events_file, f"p:{self.group}/{name} {spec}\n")
             if err == 0:
                 by_address[spec] = name
                 return name
@@ -171,7 +153,7 @@ class HitCounter:
         with contextlib.suppress(OSError):
             self._instance.rmdir()
         for name in self._events:
-            _command(self.events_file, f"-:{self.group}/{name}\n")
+            tracefs_mod.command(self.events_file, f"-:{self.group}/{name}\n")
         left = ours(self._root, self.group)
         if left:
             raise EnvironmentProblem(f"kprobe events {left[:3]} of {self.group} could not be "
@@ -213,7 +195,7 @@ def sweep(root: Path) -> list[str]:
             (instance / "events" / group / "enable").write_text("0\n")
         with contextlib.suppress(OSError):
             instance.rmdir()
-        if _command(root / "kprobe_events", f"-:{group_event}\n") == 0:
+        if tracefs_mod.command(root / "kprobe_events", f"-:{group_event}\n") == 0:
             gone.append(group_event)
     return gone
 

@@ -19,13 +19,11 @@ kernel takes is reported unusable before an apply, never half-attached.
 from __future__ import annotations
 
 import errno
-import functools
-import os
 from pathlib import Path
 
 from autotune.core.catalog import Site
+from kernel_runtime import tracefs
 
-_TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 _BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")
 _TRIAL = "autotune_try/offset"
 
@@ -35,14 +33,9 @@ def offsets_to_try(site: Site) -> list[int]:
     return list(dict.fromkeys([site.probe_offset, *site.probe_offsets]))
 
 
-def _tracefs() -> Path | None:
-    return next((t for t in _TRACEFS if (t / "kprobe_events").exists()), None)
-
-
-@functools.cache
 def _traceable() -> frozenset[str] | None:
     """Functions with an ftrace site (None: tracefs not readable here)."""
-    t = _tracefs()
+    t = tracefs.root()
     try:
         text = (t / "available_filter_functions").read_text() if t else None
     except OSError:
@@ -79,30 +72,14 @@ def why_refused(function: str, address: int) -> str:
             "alternative, BUG site, or an instruction kprobes cannot single-step)")
 
 
-def _append(events: Path, line: str) -> int:
-    """Write one kprobe_events command (appends only); the errno, 0 when taken."""
-    try:
-        fd = os.open(events, os.O_WRONLY | os.O_APPEND)
-    except OSError as e:
-        return e.errno or errno.EIO
-    try:
-        os.write(fd, line.encode())
-        return 0
-    except OSError as e:
-        return e.errno or errno.EIO
-    finally:
-        os.close(fd)
-
-
 def accepts(site: Site, offset: int) -> bool | None:
     """Would the kernel take a kprobe at ``function+offset``? None: cannot tell here."""
-    t = _tracefs()
+    t = tracefs.root()
     if t is None:
         return None
-    where = f"{site.module.replace('-', '_')}:" if site.module else ""
-    err = _append(t / "kprobe_events", f"p:{_TRIAL} {where}{site.function}+{offset}\n")
+    err = tracefs.command(t / "kprobe_events", f"p:{_TRIAL} {tracefs.spec(site, offset)}\n")
     if err == 0:
-        _append(t / "kprobe_events", f"-:{_TRIAL}\n")
+        tracefs.command(t / "kprobe_events", f"-:{_TRIAL}\n")
         return True
     return False if err in (errno.EINVAL, errno.EILSEQ) else None
 

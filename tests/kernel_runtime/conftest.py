@@ -37,3 +37,9 @@ def lab() -> Iterator[Any]:
         yield target
     finally:
         target.close()
+
+
+@pytest.fixture(scope="module")
+def knobs(lab: Any) -> dict[str, Any]:
+    """The module's lab SIE knobs by name (whichever ``lab`` fixture the module uses)."""
+    return {k.name: k for k in lab.knobs() if k.backend == "sie"}

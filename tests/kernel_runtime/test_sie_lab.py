@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -61,20 +60,6 @@ CASES = {
     "SHRINK_BATCH": (SHRINK, 128, 32, 32),
     "TCP_DELACK_MAX": (DELACK, 50, 5, 5),
 }
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabTarget]:
-    target = LabTarget()
-    try:
-        yield target
-    finally:
-        target.close()
-
-
-@pytest.fixture(scope="module")
-def knobs(lab: LabTarget) -> dict[str, Knob]:
-    return {k.name: k for k in lab.knobs() if k.backend == "sie"}
 
 
 def guest_python(lab: LabTarget, code: str) -> str:

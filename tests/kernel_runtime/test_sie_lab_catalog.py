@@ -64,11 +64,6 @@ def lab(catalog_path: Path) -> Iterator[LabTarget]:
         target.close()
 
 
-@pytest.fixture(scope="module")
-def knobs(lab: LabTarget) -> dict[str, Knob]:
-    return {k.name: k for k in lab.knobs() if k.backend == "sie"}
-
-
 def test_analysis_knobs_are_new_oracle_verified_and_usable(lab: LabTarget,
                                                            knobs: dict[str, Knob]) -> None:
     assert lab.knob_set is not None
