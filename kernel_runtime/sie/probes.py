@@ -87,8 +87,7 @@ def accepts(site: Site, offset: int) -> bool | None:
 def unusable_reason(site: Site, base: int) -> str | None:
     """Why no equivalent offset of ``site`` (at function address ``base``) can be probed."""
     offsets = offsets_to_try(site)
-    verdicts = [accepts(site, o) for o in offsets]
-    if any(v is not False for v in verdicts):
+    if any(accepts(site, o) is not False for o in offsets):  # stops at the first taken
         return None
     return (f"site {site.function}+{site.probe_offset:#x}: the kernel refuses a kprobe at all "
             f"{len(offsets)} equivalent offset(s): {why_refused(site.function, base + offsets[0])}")
