@@ -86,7 +86,9 @@ def test_second_night_flags_the_injected_regression(tmp_path: Path) -> None:
     assert drift["recorded"] == pytest.approx(CLAIM)
     assert drift["fresh"]["n"] == 6 and drift["fresh"]["ci_high"] < CLAIM - 0.05
     assert len(drift["pairs"]) == 6
-    assert "lost its throughput gain" in drift["summary"] and "95% CI" in drift["summary"]
+    # autocorking off may even measure as a real loss here: both wordings flag the claim
+    assert ("lost its throughput gain" in drift["summary"]
+            or "now hurts throughput" in drift["summary"]) and "95% CI" in drift["summary"]
 
     study = optuna.load_study(study_name=night2["study"],
                               storage=f"sqlite:///{schedule.nightly_dir().parent / 'studies.db'}")
