@@ -63,6 +63,11 @@ class Domain(_Strict):
             raise ValueError("a log domain needs min > 0")
         return self
 
+    def allows_value(self, v: int) -> bool:
+        """``check`` as a predicate, for filtering rather than refusing."""
+        return (self.min <= v <= self.max and (self.choices is None or v in self.choices)
+                and all(c.allows(v) for c in self.constraints))
+
     def check(self, knob: str, v: int) -> None:
         """Raise BadInputError unless ``v`` is allowed (before anything is written)."""
         if not self.min <= v <= self.max:

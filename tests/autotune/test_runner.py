@@ -114,6 +114,21 @@ def test_resume_by_name_keeps_history() -> None:
     assert len(again.study.user_attrs[ATTR + "preflight"]) == 2
 
 
+def test_resumed_study_validates_only_trials_of_its_own_knob_set() -> None:
+    """The first session's best trials set 'flag' (and 'batch' up to 64); the second searches
+    only 'batch' within [1, 8], so none of the first session's trials may be re-validated."""
+    StudyRunner(config=config(trials=6), executor=FakeExecutor(lambda p: 0.3 * p["flag"]),
+                knobs=KNOBS, left_out=[]).run()
+    narrow = [KNOBS[0].model_copy(update={"domain": Domain(min=1, max=8, log=True)})]
+    again = StudyRunner(config=config(trials=3), executor=FakeExecutor(lambda p: 0.0), knobs=narrow,
+                        left_out=[])
+    again.run()
+    validated = again.study.user_attrs[ATTR + "validation"]
+    assert validated and all(set(v["params"]) == {"batch"} and v["params"]["batch"] <= 8
+                             for v in validated)
+    assert all(v["trial"] >= 6 for v in validated)
+
+
 def test_resuming_with_other_objectives_is_refused() -> None:
     StudyRunner(config=config(trials=1), executor=FakeExecutor(lambda p: 0.0), knobs=KNOBS,
                 left_out=[]).run()
