@@ -19,6 +19,9 @@ _WIDTH_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0x7FFF_FFFF, "u64": 0x7FFF_FFFF,
 _BITS = {"u8": 8, "u16": 16, "u32": 32, "u64": 64, "s32": 32, "s64": 64}
 
 
+NOT_BUILT = "not built in this config"
+
+
 @dataclass
 class Coverage:
     """One row of the final table."""
@@ -27,6 +30,12 @@ class Coverage:
     status: str  # "found" | "oracle-verified" | "unsupported" | "absent"
     sites: int
     detail: str
+
+    @property
+    def compiled(self) -> bool:
+        """Whether this build has code for it at all: a constant whose every use is compiled
+        out by the config is in the source but can never be a knob of this kernel."""
+        return self.status != "absent" and not self.detail.endswith(NOT_BUILT)
 
 
 def subsystem(path: str) -> str:
@@ -116,7 +125,7 @@ def assemble(found: SeedSites) -> tuple[Knob | None, UnsupportedKnob | None, Cov
                                f"({report.refuted[0]} ...)")
         if found.missing and not found.results:
             return unsupported(f"no code for its uses in vmlinux or its modules ({found.missing[0]} ...): "
-                               "not built in this config", 0)
+                               + NOT_BUILT, 0)
         why = "; ".join(sorted({r.reason for r in found.results if r.reason})[:2])
         return unsupported(f"no site: {why or 'no immediate on the uses lines encodes V0'}")
     assert seed.default is not None

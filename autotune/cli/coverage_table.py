@@ -8,6 +8,10 @@ from typing import Any
 _STYLE = {"oracle-verified": "green", "found": "yellow", "unsupported": "red", "absent": "dim"}
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "-"
+
+
 def coverage_table(rows: list[Any]) -> Any:
     """A rich Table of ``analysis.assemble.Coverage`` rows (status, sites, detail)."""
     from rich.markup import escape
@@ -15,10 +19,12 @@ def coverage_table(rows: list[Any]) -> Any:
 
     counts = Counter(r.status for r in rows)
     present = len(rows) - counts["absent"]
+    compiled = sum(1 for r in rows if r.compiled)
     with_sites = counts["found"] + counts["oracle-verified"]
-    title = (f"{with_sites}/{present} constants present in this kernel have sites "
-             f"({counts['oracle-verified']} oracle-verified, {counts['unsupported']} unsupported, "
-             f"{counts['absent']} absent)")
+    title = (f"{with_sites}/{present} constants present in this kernel's source have sites "
+             f"({_share(with_sites, present)}); {with_sites}/{compiled} of those its config compiles "
+             f"({_share(with_sites, compiled)}) ({counts['oracle-verified']} oracle-verified, "
+             f"{counts['unsupported']} unsupported, {counts['absent']} absent)")
     table = Table(title=title, title_justify="left")
     table.add_column("constant")
     table.add_column("status")
