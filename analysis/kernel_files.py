@@ -79,5 +79,19 @@ def path_kernel(vmlinux: Path, source: Path | None, config: Path | None,
     cfg = config or source / ".config"
     if not cfg.exists():
         raise BadInputError(f"--kernel {vmlinux}: no config at {cfg}; pass --config FILE")
-    return KernelFiles(vmlinux, source, cfg, None, release or vmlinux.name.removeprefix("vmlinux-"),
-                       "")
+    release = release or vmlinux.name.removeprefix("vmlinux-")
+    return KernelFiles(vmlinux, source, cfg, _modules_debug(vmlinux, release), release, "")
+
+
+def _modules_debug(vmlinux: Path, release: str) -> Path | None:
+    """The module debug files beside a Debian ``-dbg`` vmlinux, if they are there.
+
+    Debian's ``-dbg`` package puts the vmlinux at ``usr/lib/debug/boot/vmlinux-R`` and the
+    modules' debug files at ``usr/lib/debug/lib/modules/R``, installed (``--kernel host``)
+    or extracted anywhere; without them a constant compiled only into modules (NFS, btrfs,
+    f2fs ...) would be reported as not built.
+    """
+    if vmlinux.parent.name != "boot":
+        return None
+    mods = vmlinux.parent.parent / "lib" / "modules" / release
+    return mods if mods.is_dir() else None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis import assemble, disasm, objdiff, promote, recompile, seeds, sitebuild
+from autotune.core import expr as exprs
 
 MACROS = seeds.known_macros(250)
 
@@ -109,6 +110,17 @@ def test_rounded_constant_fits_on_a_lattice_only() -> None:
     assert dom.allowed_values() == list(range(256, dom.max + 1, 256))
 
 
+def test_scaled_constant_fits_a_truncating_ratio() -> None:
+    # bfq_init_bfqq: (2 * bfq_default_max_budget) / 3 at 16384, 32768, 65536; the slope
+    # 10923/16384 of the lattice fits two points only
+    assert promote.lattice((16384, 32768, 65536), (10922, 21845, 43690)) is None
+    assert promote.expressions((16384, 32768, 65536), (10922, 21845, 43690)) == ["(V*2)/3"]
+    lo, hi = promote.held_out(16384, "(V*2)/3")  # type: ignore[misc]
+    assert (lo % 3, hi % 3) == (2, 0)  # V0+1, V0+2: the truncation of other remainders
+    assert [exprs.parse("(V*2)/3").evaluate(v, "u32") for v in (lo, hi)] == [10923, 10924]
+    assert promote.ratio((10, 21, 32), (1, 4, 5)) is None
+
+
 def test_add_of_128_encoded_as_sub_is_no_reshape() -> None:
     # sched_balance_rq's 'add ecx, V': at V=128 GCC writes 'sub ecx, -0x80' (an imm8)
     def fn(hexcode: str) -> dict[str, list[disasm.Insn]]:
@@ -116,3 +128,19 @@ def test_add_of_128_encoded_as_sub_is_no_reshape() -> None:
 
     changes, reshaped = objdiff.diff([fn("83c120"), fn("83c140"), fn("83e980")])
     assert reshaped == [] and [(c.mnemonic, c.imms) for c in changes] == [("add", (32, 64, 128))]
+
+
+def test_a_named_debian_vmlinux_finds_its_module_debug_files(tmp_path: Path) -> None:
+    """``--kernel PATH`` on an extracted or installed Debian -dbg package analyses modules too."""
+    from analysis.kernel_files import path_kernel
+
+    debug = tmp_path / "usr" / "lib" / "debug"
+    (debug / "boot").mkdir(parents=True)
+    vmlinux = debug / "boot" / "vmlinux-6.12.9+deb12-amd64"
+    vmlinux.write_bytes(b"")
+    (tmp_path / "config").write_text("CONFIG_HZ=250\n")
+    assert path_kernel(vmlinux, tmp_path, tmp_path / "config").modules_debug is None
+    mods = debug / "lib" / "modules" / "6.12.9+deb12-amd64"
+    mods.mkdir(parents=True)
+    found = path_kernel(vmlinux, tmp_path, tmp_path / "config")
+    assert found.modules_debug == mods and found.release == "6.12.9+deb12-amd64"
