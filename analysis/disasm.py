@@ -134,7 +134,7 @@ def flags_reader(insns: list[Insn], index: int, func_start: int, func_end: int) 
         if ins.mnemonic == "jmp":
             if not ins.imms:
                 return ins
-            target = ins.imms[0]
+            target = jump_target(ins)
             if not func_start <= target < func_end:
                 return None
             if target not in at:
@@ -143,3 +143,28 @@ def flags_reader(insns: list[Insn], index: int, func_start: int, func_end: int) 
             continue
         k += 1
     return insns[min(k, len(insns) - 1)]
+
+
+def first_join(insns: list[Insn], start: int, upto: int) -> int | None:
+    """The first address in [``start``, ``upto``] that a jump from outside the straight
+    stretch [``start``, there) lands on: a join, where another path enters with other
+    register and memory contents, so a probe there or below also sees that path.
+
+    Direct jumps only: kernel code is built without jump tables, and an indirect jump's
+    target is a function entry (retpoline thunks, tail calls), never a join inside one.
+    """
+    sources: dict[int, list[int]] = {}
+    for ins in insns:
+        if ins.branch and ins.mnemonic.startswith("j") and ins.imms:
+            sources.setdefault(jump_target(ins), []).append(ins.address)
+    for ins in insns:
+        if start <= ins.address <= upto and any(not start <= src < ins.address
+                                                for src in sources.get(ins.address, ())):
+            return ins.address
+    return None
+
+
+def jump_target(ins: Insn) -> int:
+    """A direct jump's target address: capstone gives it as a signed 64-bit immediate, which
+    is negative for every kernel address (0xffffffff81...)."""
+    return ins.imms[0] & ((1 << 64) - 1)

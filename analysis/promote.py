@@ -5,7 +5,8 @@ IV = a*V + b, the instruction encodes a derived value of the constant (``cmp $(8
 ``and $(HZ/2-V)``), checked by the third point. A constant divided into another unit
 (``BFQ_MIN_TT / NSEC_PER_USEC``) is V/d + b: three points leave d in an interval, so the
 roundest candidates are each tried at two held-out values d*k-1 and d*k, which only the
-exact d maps to different quotients. The object's function is aligned with the shipped one
+exact d maps to different quotients; a scaled one (``2 * V / 3``) is (V*p)/q + b, also
+tried at held-out values. The object's function is aligned with the shipped one
 to find the same instruction in vmlinux, which must hold the default's immediate, and the
 usual span analysis then makes it a site.
 """
@@ -13,6 +14,7 @@ usual span analysis then makes it a site.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -79,7 +81,35 @@ def expressions(values: tuple[int, ...], imms: tuple[int, ...], shift_count: boo
     if (pqb := lattice(values, imms)) is not None:
         p, q, b = pqb
         out.append(f"V*{p}/{q}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
+    if not out and (pqb := ratio(values, imms)) is not None:  # a last resort: q up to 128
+        p, q, b = pqb  # fits three points by chance more often than the forms above
+        out.append(f"(V*{p})/{q}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
     return out
+
+
+def ratio(values: tuple[int, ...], imms: tuple[int, ...], most_q: int = 128
+          ) -> tuple[int, int, int] | None:
+    """(p, q, b) with imm = (V*p)/q + b, C's truncating division, at every point, for the
+    smallest q (2..``most_q``, p > 1 and coprime to it; p = 1 is ``divided``'s V/d).
+
+    ``(2 * bfq_max_budget) / 3`` with the default max budget inlined is 2V/3 at any V: at
+    16384, 32768, 65536 the slope 10923/16384 of ``lattice`` fits two points, not the third.
+    ``held_out`` then tries V0+1 and V0+q-1, whose remainders mod q the truncation must
+    also get right.
+    """
+    signed = [_signed(i) for i in imms]
+    if any(v < 0 for v in values):
+        return None
+    k = max(range(1, len(values)), key=lambda j: abs(values[j] - values[0]))
+    slope = Fraction(signed[k] - signed[0], values[k] - values[0])
+    for q in range(2, most_q + 1):
+        for p in {math.floor(slope * q), math.ceil(slope * q)}:
+            if p <= 1 or math.gcd(p, q) != 1:
+                continue
+            b = signed[0] - values[0] * p // q
+            if all(v * p // q + b == i for v, i in zip(values, signed, strict=True)):
+                return p, q, b
+    return None
 
 
 def _cost(d: int) -> float:
@@ -136,11 +166,12 @@ def held_out(v0: int, expr_text: str) -> tuple[int, int] | None:
     V/d (and V>>s): d*k-1 and d*k, which only the exact d maps to k-1 and k (three points
     cannot tell V/1000000 from V/999999). V*p/q, exact on multiples of q: V0+q and V0+3q,
     multiples of q that are not multiples of 2q (a rounding to a coarser step shows there).
+    (V*p)/q, exact at any V: V0+1 and V0+q-1 (V0+3 for q = 2), other remainders mod q.
     """
-    m = re.fullmatch(r"V\*(\d+)/(\d+)([+-]\d+)?", expr_text)
+    m = re.fullmatch(r"(\(?)V\*(\d+)\)?/(\d+)([+-]\d+)?", expr_text)
     if m is not None:
-        q = int(m.group(2))
-        return v0 + q, v0 + 3 * q
+        q = int(m.group(3))
+        return (v0 + 1, v0 + (q - 1 if q > 2 else 3)) if m.group(1) else (v0 + q, v0 + 3 * q)
     m = re.match(r"\(?V( >> |/)(\d+)", expr_text)
     if m is None:
         return None

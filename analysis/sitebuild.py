@@ -36,7 +36,12 @@ class SiteResult:
 
 def _probe_offsets(insns: list[disasm.Insn], first: int, last: int, func_end: int,
                    base: int) -> list[int]:
-    """Offsets of instructions in [first, last] (addresses), jump-optimizable ones first."""
+    """Offsets of instructions in [first, last] (addresses) that only the seed's path reaches,
+    jump-optimizable ones first. From a join on (``disasm.first_join``) another path brings
+    other contents into the location (tcp_dec_quickack_mode's 'quick == 0' branch joins right
+    after the store of TCP_ATO_MIN): empty when ``first`` itself is one."""
+    if (join := disasm.first_join(insns, first, last)) is not None:
+        last = join - 1
     idx = [i for i, ins in enumerate(insns) if first <= ins.address <= last]
     good = [insns[i].address - base for i in idx if disasm.jump_optimizable(insns, i, func_end)]
     rest = [insns[i].address - base for i in idx if insns[i].address - base not in good]
@@ -141,6 +146,10 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         reader = insns[j]
         other = s.op_str.split(",")[0].strip()
         probes = _probe_offsets(insns, s.next, reader.address, func.end, base)
+        if not probes:
+            res.reason = (f"{mn} at {func.name}+{s.address - base:#x}: another path joins before "
+                          f"its flags reader at +{reader.address - base:#x}, with other flags")
+            return res
         res.site = Site(**common, cs_end=reader.address - base, probe_offset=probes[0],
                         probe_offsets=probes, location="flags", synthesis="flags",
                         compare_operand=other,
@@ -153,7 +162,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
             res.reason = f"store to a global at {func.name}+{s.address - base:#x}: tune the variable"
             return res
         res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
-                        probe_offsets=[s.next - base],
+                        probe_offsets=[s.next - base], guard_offset=_guard(insns, k, base),
                         location=MemoryLocation(base_reg=base_reg, disp=disp,
                                                 size=cast(Literal[1, 2, 4, 8], size)),
                         synthesis="memory",
@@ -225,15 +234,27 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     if mn == "sub":
         _negate(common, v0, cand.width)
     flags_read = mn == "sub" and disasm.flags_reader(insns, k, base, func.end) is not None
-    if flags_read:  # a reader may consume them right after the sub: fix up there, at once
+    guard = None
+    if flags_read or not probes:  # a reader may consume them right after the sub: fix up there
         reader_at, probes = s.next, [s.next - base]
+        # a save-recompute site acts only on a hit whose save probe ran: that guards it
+        guard = None if recompute else _guard(insns, k, base)
     res.site = Site(**common, cs_end=reader_at - base, probe_offset=probes[0], probe_offsets=probes,
                     location=s.writes_reg,
                     synthesis="save-recompute" if recompute else "register",
                     save_offset=save_at - base if recompute else None,
                     recompute_op=op if recompute else None,  # type: ignore[arg-type]
-                    save_input=save_input, recompute_flags=flags_read, safe_spans=spans)
+                    save_input=save_input, recompute_flags=flags_read, guard_offset=guard,
+                    safe_spans=spans)
     return res
+
+
+def _guard(insns: list[disasm.Insn], k: int, base: int) -> int | None:
+    """The seed's own offset when another path joins at the instruction after it, where the
+    site's probe must sit (a store or load is read back right after): only a hit that
+    passed the seed (its guard probe marks the task) is checked and rewritten."""
+    s = insns[k]
+    return s.address - base if disasm.first_join(insns, s.next, s.next) is not None else None
 
 
 def _escapes(res: SiteResult, v0: int, how: str, at: int) -> None:

@@ -9,6 +9,7 @@ which has no clang, finds them by hash.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -77,14 +78,15 @@ def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
         "SIE_IV(v)": iv.to_c("(v)"),
     }
     where = f"knob {knob.name!r} site {site.function}+{site.probe_offset:#x}"
-    if site.guard_offset is not None and site.synthesis != "register":
-        raise BadInputError(f"{where}: guard_offset is supported on register sites only")
+    if site.guard_offset is not None and site.synthesis not in ("register", "memory"):
+        raise BadInputError(f"{where}: guard_offset is supported on register and memory sites only")
+    if site.synthesis in ("register", "memory"):
+        defs["SIE_GUARDED"] = "0" if site.guard_offset is None else "1"
     if site.synthesis == "register":
         if not isinstance(site.location, str) or site.location == "flags":
             raise BadInputError(f"{where}: a register site needs a register location")
         defs["SIE_REG"] = str(reg_index(site.location))
         defs["SIE_MERGE"] = "1" if _BITS[width] < 32 else "0"
-        defs["SIE_GUARDED"] = "0" if site.guard_offset is None else "1"
     elif site.synthesis == "memory":
         if not isinstance(site.location, MemoryLocation):
             raise BadInputError(f"{where}: a memory site needs {{base_reg, disp, size}}")
@@ -155,10 +157,14 @@ def _check_shift_counts(knob: Knob, iv: expr.Expr, width: str, where: str) -> No
 
 
 def _with_defines(defs: dict[str, str], template: str) -> str:
+    """One self-contained source: the defines, then the template with its local headers
+    (``#include "x.bpf.h"``) inlined, so the object's hash covers all of its C."""
     lines = [f"#define {name} {value}" for name, value in defs.items()]
+    text = template_text(COMMON_HEADER) + template_text(template).replace(
+        f'#include "{COMMON_HEADER}"\n', "")
+    text = re.sub(r'#include "(\w+\.bpf\.h)"\n', lambda m: template_text(m.group(1)), text)
     return "/* rendered by kernel_runtime.sie.render: do not edit */\n" + "\n".join(lines) + \
-        "\n" + template_text(COMMON_HEADER) + \
-        template_text(template).replace('#include "sie_common.bpf.h"\n', "")
+        "\n" + text
 
 
 def render_site(knob: Knob, site: Site, index: int) -> Rendered:

@@ -42,6 +42,8 @@ FLAGS = synthetic("flags", location="flags", compare_operand="edx")
 SAVE = synthetic("save-recompute", save_offset=0, recompute_op="and", expr="-V",
                  expected_default=0)
 BYTE = synthetic("register", location="al", width="u8")
+GUARDED_STORE = synthetic("memory", location={"base_reg": "r15", "disp": 1300, "size": 1},
+                          width="u8", guard_offset=0)
 
 
 def test_registers_follow_pt_regs_layout() -> None:
@@ -61,7 +63,10 @@ def test_defines_per_synthesis_type() -> None:
     delack = lab_knob("TCP_DELACK_MAX")
     mem = render.render_site(delack, delack.sites[0], 0).source
     assert "#define SIE_BASE_REG 5\n" in mem and "#define SIE_DISP (1232)" in mem
-    assert "#define SIE_SIZE 4" in mem
+    assert "#define SIE_SIZE 4" in mem and "#define SIE_GUARDED 0\n" in mem
+    guarded = render.render_site(GUARDED_STORE, GUARDED_STORE.sites[0], 0).source
+    assert "#define SIE_GUARDED 1\n" in guarded and "int sie_guard(struct pt_regs *ctx)" in guarded
+    assert '#include "sie_guard.bpf.h"' not in guarded  # inlined: the digest covers it
     flags = render.render_site(FLAGS, FLAGS.sites[0], 0).source
     assert "#define SIE_OPERAND_REG 12" in flags and "#define SIE_BITS 32" in flags
     save = render.render_site(SAVE, SAVE.sites[0], 0).source
@@ -88,7 +93,7 @@ def test_digest_follows_what_the_program_does() -> None:
     ({"synthesis": "flags", "location": "flags"}, "compare_operand"),
     ({"synthesis": "save-recompute"}, "recompute_op"),
     ({"synthesis": "flags", "location": "flags", "compare_operand": "eax", "guard_offset": 0},
-     "register sites only"),
+     "register and memory sites only"),
 ])
 def test_incomplete_sites_are_refused(site: dict[str, object], why: str) -> None:
     knob = synthetic(str(site.pop("synthesis")), **site)
@@ -146,7 +151,8 @@ def test_dry_run_prints_c_and_module_calls() -> None:
 def test_every_template_compiles_and_is_cached(lab_headers: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     btf = lab_headers / "vmlinux"
-    rendered = [render.render_site(k, k.sites[0], 0) for k in (FLAGS, SAVE, BYTE, lab_knob("TCP_DELACK_MAX"))]
+    rendered = [render.render_site(k, k.sites[0], 0) for k in (FLAGS, SAVE, BYTE, lab_knob("TCP_DELACK_MAX"),
+                                                           GUARDED_STORE)]
     rendered += [render.render_span(), render.render_refusal()]
     objects = [render.compile_object(r, btf=btf, cache=tmp_path) for r in rendered]
     assert {o.name for o in objects} == {r.object_name for r in rendered}

@@ -2,9 +2,11 @@
 /*
  * Synthesis "memory": the constant was just stored to memory (mov $IV, DISP(%base)).
  * Overwrite that cell; the module only accepts the store's own destination.
- * Renderer defines: SIE_BASE_REG (pt_regs word index), SIE_DISP, SIE_SIZE (bytes).
+ * Renderer defines: SIE_BASE_REG (pt_regs word index), SIE_DISP, SIE_SIZE (bytes), SIE_GUARDED
+ * (sie_guard.bpf.h).
  */
 #include "sie_common.bpf.h"
+#include "sie_guard.bpf.h"
 
 SEC("kprobe")
 int sie_site(struct pt_regs *ctx)
@@ -14,7 +16,7 @@ int sie_site(struct pt_regs *ctx)
 	__u64 addr, cur = 0;
 	__s64 v;
 
-	if (!cnt || !ctl)
+	if (!cnt || !ctl || !sie_on_constant_path())
 		return 0;
 	cnt->hits++;
 	addr = SIE_REGS_WORD(ctx, SIE_BASE_REG) + (__s64)(SIE_DISP);
