@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from analysis import disasm, symstep
+from analysis import disasm, flagrules, symstep
 from analysis.candidates import Candidate
 from analysis.escape import escape_constraint
 from autotune.core import expr as exprs
@@ -18,8 +18,8 @@ from autotune.core.catalog import MemoryLocation, SafeSpan, Site
 
 # seed mnemonic -> recompute_op of a save-recompute site (input OP f(V))
 _RECOMPUTE = {"add": "add", "sub": "add", "and": "and", "or": "or", "imul": "mul",
-              "shl": "shl", "sal": "shl", "shr": "shr", "lea": "add"}
-_COMPARE = ("cmp",)
+              "shl": "shl", "sal": "shl", "shr": "shr", "sar": "sar", "xor": "xor", "lea": "add"}
+_COMPARE = ("cmp", "test")
 
 
 @dataclass
@@ -109,20 +109,6 @@ def _same_register(a: str, b: str) -> bool:
         return False
 
 
-def _stale_flags(insns: list[disasm.Insn], k: int, func_start: int, func_end: int) -> str:
-    """Why recomputing ``insns[k]``'s result would be inexact: its flags are read later."""
-    if not insns[k].writes_flags:
-        return ""
-    if insns[k].mnemonic == "sub" and insns[k].writes_reg is not None:
-        return ""  # its flags are those of 'cmp $IV': the site rewrites them (recompute_flags)
-    reader = disasm.flags_reader(insns, k, func_start, func_end)
-    if reader is None:
-        return ""
-    return (f"'{insns[k].mnemonic} {insns[k].op_str}' sets flags that "
-            f"'{reader.mnemonic} {reader.op_str}' at +{reader.address - func_start:#x} may read: "
-            "fixing its result up afterwards would leave them stale")
-
-
 def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> SiteResult:
     """Analyse one candidate in its function's code."""
     func, s = cand.function, cand.insn
@@ -133,12 +119,12 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     common: dict[str, Any] = dict(function=func.name, module=cand.module or None, cs_start=s.address - base, expr=cand.expr,
                   width=cand.width, expected_default=expected, source=cand.use)
     mn = s.mnemonic
-    if mn == "test":  # the flags synthesis rewrites those of 'cmp op, IV' (sie_cmp_flags)
-        res.reason = (f"'test {s.op_str}' at {func.name}+{s.address - base:#x} sets the flags of "
-                      "an AND (ZF = (op & IV) == 0, CF = OF = 0), not those of 'cmp op, IV': "
-                      "the flags synthesis models only cmp")
-        return res
     if mn in _COMPARE:
+        if mn == "test" and (why := flagrules.operand_refusal(s, insns, base)):
+            res.reason = f"{why} ({func.name}+{s.address - base:#x})"
+            return res
+        if mn == "test" and cand.expr == "V-1":
+            res.constraints.append(("pow2", "V-1 is a mask: x & (V-1) == 0 means x mod V == 0"))
         j = _flags_reader(insns, k)
         if j is None:
             res.reason = f"{mn} at {func.name}+{s.address - base:#x}: no flags reader in its block"
@@ -152,6 +138,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
             return res
         res.site = Site(**common, cs_end=reader.address - base, probe_offset=probes[0],
                         probe_offsets=probes, location="flags", synthesis="flags",
+                        flags_op="test" if mn == "test" else "cmp",
                         compare_operand=other,
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=reader.next - base)])
@@ -178,7 +165,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                       f"bias of a signed division by V (sar at +{insns[ends[0]].address - base:#x})")
         return res
     zero = disasm.zero_idiom(s)  # 'xor %r, %r' loads V0 = 0: a register site like 'mov $V'
-    if (mn in _RECOMPUTE or division or zero) and (why := _stale_flags(insns, k, base, func.end)):
+    if (mn in _RECOMPUTE or division or zero) and (why := flagrules.stale_flags(insns, k, base, func.end)):
         res.reason = f"{why} ({func.name}+{s.address - base:#x})"
         return res
     if s.mem is not None and s.writes_reg is None and mn in ("add", "sub"):
@@ -233,7 +220,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     recompute = mn not in ("mov", "movabs") and not zero
     if mn == "sub":
         _negate(common, v0, cand.width)
-    flags_read = mn == "sub" and disasm.flags_reader(insns, k, base, func.end) is not None
+    flags_read = (recompute and mn in flagrules.REWRITTEN
+                  and disasm.flags_reader(insns, k, base, func.end) is not None)
     guard = None
     if flags_read or not probes:  # a reader may consume them right after the sub: fix up there
         reader_at, probes = s.next, [s.next - base]
@@ -244,7 +232,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                     synthesis="save-recompute" if recompute else "register",
                     save_offset=save_at - base if recompute else None,
                     recompute_op=op if recompute else None,  # type: ignore[arg-type]
-                    save_input=save_input, recompute_flags=flags_read, guard_offset=guard,
+                    save_input=save_input, recompute_flags=flags_read,
+                    flags_op=flagrules.REWRITTEN[mn] if flags_read else None, guard_offset=guard,
                     safe_spans=spans)
     return res
 

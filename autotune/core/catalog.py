@@ -22,6 +22,7 @@ CATALOG_VERSION = 1
 
 Category = Literal["threshold", "interval", "batch", "scale", "flag", "size"]
 BackendKind = Literal["sie", "sysctl", "debugfs"]
+FlagsOp = Literal["cmp", "test", "add", "sub", "and", "or", "xor"]
 
 
 class _Strict(BaseModel):
@@ -123,13 +124,19 @@ class Site(_Strict):
     save_offset: int | None = None
     compare_operand: str | None = None
     # sdiv_pow2: C's signed x / 2**IV (a negative x rounds toward zero), GCC's sar idiom
-    recompute_op: Literal["shl", "shr", "and", "or", "add", "mul", "sdiv_pow2"] | None = None
+    # sar: an arithmetic (sign-preserving) right shift at the site's width
+    recompute_op: Literal["shl", "shr", "sar", "and", "or", "xor", "add", "mul",
+                          "sdiv_pow2"] | None = None
     # the register the save probe reads when it is not the location itself: the source of a
     # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst' (a memory location saves its cell)
     save_input: str | None = None
-    # a save-recompute 'sub' whose flags a later instruction reads: the apply probe (on the
-    # next instruction) also rewrites CF PF AF ZF SF OF as 'sub $f(V)' sets them
+    # a save-recompute seed whose flags a later instruction reads: the apply probe (on the
+    # next instruction) also rewrites the flags as the seed (flags_op) sets them with f(V)
     recompute_flags: bool = False
+    # the instruction whose arithmetic flags the site reproduces: a flags site's compare
+    # ('cmp op, IV' or 'test op, IV'), or a recompute_flags seed ('add/sub/and/or/xor r, IV');
+    # None in catalogs written before it: 'cmp' and 'sub', the only kinds those had
+    flags_op: FlagsOp | None = None
     guard_offset: int | None = None  # a probe only the constant's own path passes before the site
     safe_spans: list[SafeSpan] = Field(default_factory=list)
     verified: Literal["oracle", "emulation", "none"] = "none"
@@ -140,6 +147,18 @@ class Site(_Strict):
     def _parse_expr(cls, v: str) -> str:
         expr.parse(v)
         return v
+
+    @model_validator(mode="after")
+    def _check_flags_op(self) -> Site:
+        kinds: tuple[FlagsOp, ...] = (("cmp", "test") if self.synthesis == "flags" else
+                                      ("add", "sub", "and", "or", "xor") if self.recompute_flags
+                                      else ())
+        if self.flags_op is None and kinds:
+            self.flags_op = "cmp" if self.synthesis == "flags" else "sub"
+        if self.flags_op is not None and self.flags_op not in kinds:
+            raise ValueError(f"flags_op {self.flags_op!r} does not fit a {self.synthesis} site "
+                             f"(recompute_flags {self.recompute_flags}): allowed {kinds or 'none'}")
+        return self
 
 
 class Knob(_Strict):

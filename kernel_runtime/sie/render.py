@@ -34,7 +34,17 @@ COMMON_HEADER = "sie_common.bpf.h"
 MAX_SITES = 32  # SIE_MAX_SITES in sie_common.bpf.h: entries of the per-site counter map
 _BITS = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "u64": 64, "s64": 64}
 _SIZE_WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
-_RECOMPUTE = {"shl": "<<", "shr": ">>", "and": "&", "or": "|", "add": "+", "mul": "*"}
+_RECOMPUTE = {"shl": "<<", "shr": ">>", "and": "&", "or": "|", "xor": "^", "add": "+", "mul": "*"}
+# flags_op -> (SIE_FLAGS_OF(s, iv), SIE_FLAGS_MASK): the flags the instruction sets from its
+# input s and IV, and which of them it defines (and/or/xor/test leave AF undefined). A
+# recompute_flags 'sub $imm' has IV = -imm (its recompute adds).
+_LOGIC = ("sie_logic_flags(SIE_RECOMPUTE((s), (iv)))", "SIE_FLAGS_LOGIC")
+_FLAGS_MODEL = {"cmp": ("sie_cmp_flags((s), (iv))", "SIE_FLAGS_ARITH"),
+                "test": ("sie_logic_flags((s) & (iv))", "SIE_FLAGS_LOGIC"),
+                "sub": ("sie_cmp_flags((s), -(iv))", "SIE_FLAGS_ARITH"),
+                "add": ("sie_add_flags((s), (iv))", "SIE_FLAGS_ARITH"),
+                "and": _LOGIC, "or": _LOGIC, "xor": _LOGIC}
+_FLAGS_RECOMPUTE = {"sub": "add", "add": "add", "and": "and", "or": "or", "xor": "xor"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
         if site.compare_operand is None:
             raise BadInputError(f"{where}: a flags site needs compare_operand (the compared register)")
         defs["SIE_OPERAND_REG"] = str(reg_index(site.compare_operand))
-        defs["SIE_BITS"] = str(_BITS[width])
+        defs |= _flags_model(site.flags_op or "cmp", width)
     else:
         defs.update(_save_recompute(knob, site, where, iv, width))
     return defs
@@ -111,7 +121,7 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
     if knob.default is None:
         raise BadInputError(f"knob {knob.name!r}: save-recompute needs the knob's default")
     saved = "(__u64)(s)"
-    if site.recompute_op in ("shl", "shr", "sdiv_pow2"):
+    if site.recompute_op in ("shl", "shr", "sar", "sdiv_pow2"):
         _check_shift_counts(knob, iv, width, where)
         # a 32-bit 'shr' reads only the low half of the register: bits above it must not
         # shift down into the result
@@ -121,23 +131,33 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
         # rounds toward zero, at the location's width
         x = f"((__s64)(__s{_BITS[width]})(s))"
         recompute = f"((__u64)(({x} + (({x} >> 63) & ((1LL << (iv)) - 1))) >> (iv)))"
+    elif site.recompute_op == "sar":  # sign-preserving at the location's width
+        recompute = f"((__u64)(((__s64)(__s{_BITS[width]})(s)) >> (iv)))"
     else:
         recompute = f"({saved} {_RECOMPUTE[site.recompute_op]} (__u64)(iv))"
     defs = {"SIE_RECOMPUTE(s, iv)": recompute,
             "SIE_EXPECTED_IV": f"{iv.evaluate(knob.default, width):#x}ULL"}
-    if site.recompute_flags and (site.recompute_op != "add"
+    op = site.flags_op or "sub"
+    if site.recompute_flags and (_FLAGS_RECOMPUTE.get(op) != site.recompute_op
                                  or isinstance(site.location, MemoryLocation)):
-        raise BadInputError(f"{where}: recompute_flags is for a register 'sub' (recompute_op add)")
+        raise BadInputError(f"{where}: recompute_flags of '{op}' needs a register location and "
+                            f"recompute_op {_FLAGS_RECOMPUTE.get(op)}, not {site.recompute_op}")
     if isinstance(site.location, MemoryLocation):
         if site.save_input is not None:
             raise BadInputError(f"{where}: a memory site saves its own cell, not {site.save_input}")
         return defs | {"SIE_IN_MEMORY": "1", "SIE_BASE_REG": str(reg_index(site.location.base_reg)),
                        "SIE_DISP": f"({site.location.disp})", "SIE_SIZE": str(site.location.size)}
-    defs |= ({"SIE_RECOMPUTE_FLAGS": "1", "SIE_BITS": str(_BITS[width])} if site.recompute_flags
+    defs |= ({"SIE_RECOMPUTE_FLAGS": "1"} | _flags_model(op, width) if site.recompute_flags
              else {"SIE_RECOMPUTE_FLAGS": "0"})
     return defs | {"SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
                    "SIE_INPUT_REG": str(reg_index(site.save_input or site.location)),
                    "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}
+
+
+def _flags_model(op: str, width: str) -> dict[str, str]:
+    """The defines that compute the flags ``op`` sets at ``width`` (sie_common.bpf.h)."""
+    flags, mask = _FLAGS_MODEL[op]
+    return {"SIE_BITS": str(_BITS[width]), "SIE_FLAGS_OF(s, iv)": flags, "SIE_FLAGS_MASK": mask}
 
 
 def _check_shift_counts(knob: Knob, iv: expr.Expr, width: str, where: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 from autotune.core import expr
 from autotune.core.catalog import Catalog, MemoryLocation
 
-NAMES = ["LEA_MIN_US", "STAMP_STEP", "FLAG_ADD", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
+NAMES = ["LEA_MIN_US", "STAMP_STEP", "EXPIRE_AGE", "INDEXED_AGE", "FLUSH_AGE",
          "EWMA_FACTOR", "HALF_DIV", "QUARTER_DIV", "FIT_MARGIN",
          "PERIOD_T"]
 
@@ -48,11 +48,6 @@ def test_memory_read_modify_write(catalog: Catalog) -> None:
     assert s.location == MemoryLocation(base_reg="rdi", disp=0x18, size=8) and s.save_input is None
     assert s.probe_offsets == [s.probe_offset] and s.probe_offset == s.cs_end
     assert s.save_offset == s.cs_start < s.cs_end
-
-
-def test_add_whose_flags_are_read_is_refused(catalog: Catalog) -> None:
-    why = reason(catalog, "FLAG_ADD")
-    assert "'add edi, 0x309' sets flags that 'js" in why and "stale" in why
 
 
 def test_indexed_lea_is_refused(catalog: Catalog) -> None:

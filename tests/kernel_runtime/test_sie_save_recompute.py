@@ -109,6 +109,6 @@ def test_sub_with_read_flags_rewrites_them_too() -> None:
     assert "#define SIE_RECOMPUTE_FLAGS 0\n" in render.render_site(LEA, LEA.sites[0], 0).source
     assert module.slot_commands(0x20, PERIOD.sites[0]) == [f"add reg 20 {1 << 14:x}", "add flags 20"]
     assert module.slot_commands(0x20, LEA.sites[0]) == [f"add reg 20 {1 << 14:x}"]
-    with pytest.raises(BadInputError, match="recompute_flags is for a register 'sub'"):
+    with pytest.raises(BadInputError, match="recompute_flags of 'sub' needs a register location"):
         bad = STAMP.sites[0].model_copy(update={"recompute_flags": True})
         render.render_site(STAMP, bad, 0)

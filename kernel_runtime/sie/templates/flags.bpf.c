@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Synthesis "flags": the constant lives only in the flags of a compare (cmp $IV, %reg) and
- * the probe sits on the conditional jump after it. Recompute CF PF AF ZF SF OF as
- * cmp would have set them with IV = f(V) and replace them in the saved flags.
+ * Synthesis "flags": the constant lives only in the flags of a compare (cmp $IV, op or
+ * test $IV, %reg) and the probe sits on the conditional jump after it. Recompute the flags
+ * the compare would have set with IV = f(V) and replace them in the saved flags.
  * Renderer defines: SIE_OPERAND_REG (pt_regs word index), SIE_BITS (compare width).
- * sie_cmp_flags is in sie_common.bpf.h (a save-recompute 'sub' rewrites the same flags).
+ * SIE_FLAGS_OF(op, iv): the compare's flags (sie_cmp_flags, or for a test sie_logic_flags of
+ * op & iv: sie_common.bpf.h); SIE_FLAGS_MASK: those it defines (a test leaves AF undefined).
  */
 #include "sie_common.bpf.h"
 
@@ -20,14 +21,14 @@ int sie_site(struct pt_regs *ctx)
 		return 0;
 	cnt->hits++;
 	operand = SIE_REGS_WORD(ctx, SIE_OPERAND_REG);
-	saved = ctx->flags & SIE_FLAGS_ARITH;
-	if (saved != sie_cmp_flags(operand, SIE_EXPECTED)) {
+	saved = ctx->flags & SIE_FLAGS_MASK;
+	if (saved != (SIE_FLAGS_OF(operand, SIE_EXPECTED) & SIE_FLAGS_MASK)) {
 		sie_mismatch(ctl, cnt);
 		return 0;
 	}
 	if (!sie_value(ctl, &v))
 		return 0;
-	sie_account(cnt, sie_write_flags(ctx, SIE_FLAGS_ARITH,
-					 sie_cmp_flags(operand, (__u64)SIE_IV(v))));
+	sie_account(cnt, sie_write_flags(ctx, SIE_FLAGS_MASK,
+					 SIE_FLAGS_OF(operand, (__u64)SIE_IV(v))));
 	return 0;
 }

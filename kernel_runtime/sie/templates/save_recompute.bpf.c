@@ -9,8 +9,9 @@
  * Renderer defines: SIE_RECOMPUTE(s, iv), SIE_EXPECTED_IV and SIE_IN_MEMORY, then either
  * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, SIE_INPUT_REG
  * (the register saved: the location itself or a 3-operand source) and SIE_MERGE (a sub-32-bit
- * register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: a 'sub' whose flags are read later,
- * so CF PF AF ZF SF OF are checked and rewritten as the sub sets them, at SIE_BITS).
+ * register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: an add, sub, and, or or xor whose
+ * flags are read later, so SIE_FLAGS_MASK of them are checked and rewritten as
+ * SIE_FLAGS_OF(saved, iv) says the operation sets them, at SIE_BITS).
  */
 #include "sie_common.bpf.h"
 
@@ -73,16 +74,14 @@ static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
 #endif
 
 #if SIE_RECOMPUTE_FLAGS
-/* 'sub $imm, %r' whose flags are read: they are those of 'cmp $imm, %r', and the site's
- * IV is -imm (the recompute adds). */
 static __always_inline int sie_flags_hold(struct pt_regs *ctx, __u64 saved, __u64 iv)
 {
-	return (ctx->flags & SIE_FLAGS_ARITH) == sie_cmp_flags(saved, -iv);
+	return (ctx->flags & SIE_FLAGS_MASK) == (SIE_FLAGS_OF(saved, iv) & SIE_FLAGS_MASK);
 }
 
 static __always_inline int sie_put_flags(struct pt_regs *ctx, __u64 saved, __u64 iv)
 {
-	return sie_write_flags(ctx, SIE_FLAGS_ARITH, sie_cmp_flags(saved, -iv));
+	return sie_write_flags(ctx, SIE_FLAGS_MASK, SIE_FLAGS_OF(saved, iv));
 }
 #else
 static __always_inline int sie_flags_hold(struct pt_regs *ctx, __u64 saved, __u64 iv)

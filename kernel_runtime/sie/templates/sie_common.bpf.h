@@ -220,32 +220,66 @@ static __always_inline void sie_account(struct sie_count *cnt, int err)
 #define SIE_FLAG_SF 0x080ULL
 #define SIE_FLAG_OF 0x800ULL
 #define SIE_FLAGS_ARITH (SIE_FLAG_CF | SIE_FLAG_PF | SIE_FLAG_AF | SIE_FLAG_ZF | SIE_FLAG_SF | SIE_FLAG_OF)
+/* and, or, xor and test leave AF undefined: those sites neither check nor write it */
+#define SIE_FLAGS_LOGIC (SIE_FLAGS_ARITH & ~SIE_FLAG_AF)
 
-/* The arithmetic flags of "cmp b, a" (a - b) at SIE_BITS width. */
-static __always_inline __u64 sie_cmp_flags(__u64 a, __u64 b)
+/* PF ZF SF of a result @r (already cut to SIE_BITS). */
+static __always_inline __u64 sie_result_flags(__u64 r)
 {
-	__u64 r, p, flags = 0;
+	__u64 p = r & 0xff, flags = 0;
 
-	a &= SIE_MASK;
-	b &= SIE_MASK;
-	r = (a - b) & SIE_MASK;
-	p = r & 0xff;
 	p ^= p >> 4;
 	p ^= p >> 2;
 	p ^= p >> 1;
-	if (a < b)
-		flags |= SIE_FLAG_CF;
 	if (!(p & 1))
 		flags |= SIE_FLAG_PF;
-	if ((a ^ b ^ r) & 0x10)
-		flags |= SIE_FLAG_AF;
 	if (!r)
 		flags |= SIE_FLAG_ZF;
 	if ((r >> (SIE_BITS - 1)) & 1)
 		flags |= SIE_FLAG_SF;
+	return flags;
+}
+
+/* The arithmetic flags of "cmp b, a" (a - b) at SIE_BITS width: also those of "sub". */
+static __always_inline __u64 sie_cmp_flags(__u64 a, __u64 b)
+{
+	__u64 r, flags;
+
+	a &= SIE_MASK;
+	b &= SIE_MASK;
+	r = (a - b) & SIE_MASK;
+	flags = sie_result_flags(r);
+	if (a < b)
+		flags |= SIE_FLAG_CF;
+	if ((a ^ b ^ r) & 0x10)
+		flags |= SIE_FLAG_AF;
 	if ((((a ^ b) & (a ^ r)) >> (SIE_BITS - 1)) & 1)
 		flags |= SIE_FLAG_OF;
 	return flags;
+}
+
+/* The arithmetic flags of "add b, a" (a + b) at SIE_BITS width. */
+static __always_inline __u64 sie_add_flags(__u64 a, __u64 b)
+{
+	__u64 r, flags;
+
+	a &= SIE_MASK;
+	b &= SIE_MASK;
+	r = (a + b) & SIE_MASK;
+	flags = sie_result_flags(r);
+	if (r < a)
+		flags |= SIE_FLAG_CF;
+	if ((a ^ b ^ r) & 0x10)
+		flags |= SIE_FLAG_AF;
+	if ((((a ^ r) & (b ^ r)) >> (SIE_BITS - 1)) & 1)
+		flags |= SIE_FLAG_OF;
+	return flags;
+}
+
+/* The flags (SIE_FLAGS_LOGIC) of a logical operation whose result is @r: CF = OF = 0. */
+static __always_inline __u64 sie_logic_flags(__u64 r)
+{
+	return sie_result_flags(r & SIE_MASK);
 }
 #endif
 

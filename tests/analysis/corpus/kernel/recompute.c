@@ -25,7 +25,7 @@ __attribute__((noinline)) void bump_stamp(struct task_like *t)
 	t->stamp += STAMP_STEP;
 }
 
-/* add $FLAG_ADD, %edi; js: the sign flag of the add is read, a fix-up would leave it stale. */
+/* add $FLAG_ADD, %edi; js: the sign flag of the add is read: the site rewrites the flags too. */
 __attribute__((noinline)) int add_then_test(int x)
 {
 	x += FLAG_ADD;
