@@ -35,6 +35,9 @@ class Insn:
     writes_flags: bool
     branch: bool
     rip_relative: bool
+    # (base, index, scale, disp, size) of an indexed memory operand (``mem`` is None then)
+    indexed: tuple[str, str, int, int, int] | None = None
+    regs_written: frozenset[str] = frozenset()  # every register it writes, implicit ones too
 
     @property
     def next(self) -> int:
@@ -63,7 +66,7 @@ def disassemble(code: bytes, base: int) -> list[Insn]:
     out: list[Insn] = []
     for ins in _cs().disasm(code, base):
         imms: list[int] = []
-        mem = None
+        mem = indexed = None
         rip = False
         first_reg = None
         size = 0
@@ -76,8 +79,12 @@ def disassemble(code: bytes, base: int) -> list[Insn]:
             elif op.type == x86.X86_OP_MEM:
                 base_reg = ins.reg_name(op.mem.base) if op.mem.base else ""
                 rip = rip or base_reg == "rip"
-                if not op.mem.index:
+                # a gs:/fs: operand (per-CPU data) has no address the registers name
+                if not op.mem.index and not op.mem.segment:
                     mem = (base_reg, op.mem.disp, op.size)
+                elif not op.mem.segment:
+                    indexed = (base_reg, ins.reg_name(op.mem.index), op.mem.scale, op.mem.disp,
+                               op.size)
                 if ins.mnemonic == "lea" and op.mem.disp:
                     imms.append(op.mem.disp)
         try:
@@ -88,7 +95,8 @@ def disassemble(code: bytes, base: int) -> list[Insn]:
             regs_read, regs_written = set(), set()
         out.append(Insn(ins.address, ins.size, ins.mnemonic, ins.op_str, tuple(imms), size,
                         first_reg, mem, "rflags" in regs_read, "rflags" in regs_written,
-                        any(g in BRANCH_GROUPS for g in ins.groups), rip))
+                        any(g in BRANCH_GROUPS for g in ins.groups), rip, indexed,
+                        frozenset(regs_written)))
     return out
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from analysis import disasm, flagrules, symstep
+from analysis import disasm, flagrules, operands, symstep
 from analysis.candidates import Candidate
 from analysis.escape import escape_constraint
 from autotune.core import expr as exprs
-from autotune.core.catalog import MemoryLocation, SafeSpan, Site
+from autotune.core.catalog import MemoryLocation, MemoryOperand, SafeSpan, Site
 
 # seed mnemonic -> recompute_op of a save-recompute site (input OP f(V))
 _RECOMPUTE = {"add": "add", "sub": "add", "and": "and", "or": "or", "imul": "mul",
@@ -58,10 +58,11 @@ def _flags_reader(insns: list[disasm.Insn], k: int) -> int | None:
     return None
 
 
-def _save_input(s: disasm.Insn) -> str | None:
-    """The register a save probe must read to recompute ``s``'s result: its own location
-    (``add $i, %r``, ``lea d(%r), %r``) or a 3-operand source (``lea d(%src), %dst``,
-    ``imul $i, %src, %dst``). Raises ValueError when the input is no single register."""
+def _save_input(s: disasm.Insn) -> str | MemoryOperand | None:
+    """What a save probe must read to recompute ``s``'s result: its own location
+    (``add $i, %r``, ``lea d(%r), %r``), a 3-operand source (``lea d(%src), %dst``,
+    ``imul $i, %src, %dst``) or memory source (``imul $i, mem, %dst``, read at the imul, before
+    it may overwrite its own address register). Raises ValueError when there is none."""
     ops = [o.strip() for o in s.op_str.split(",")]
     if s.mnemonic == "lea":
         if s.mem is None or s.mem[0] in ("", "rip"):
@@ -69,9 +70,7 @@ def _save_input(s: disasm.Insn) -> str | None:
                              "is no single input register to save")
         return None if s.mem[0] == s.writes_reg else s.mem[0]
     if s.mnemonic == "imul" and len(ops) == 3 and ops[0] != ops[1]:
-        if s.mem is not None or "[" in ops[1]:  # an indexed operand has no Insn.mem
-            raise ValueError(f"'{s.mnemonic} {s.op_str}': the input is in memory")
-        return ops[1]
+        return operands.memory_operand(s) if "[" in ops[1] else ops[1]
     return None
 
 
@@ -130,8 +129,14 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
             res.reason = f"{mn} at {func.name}+{s.address - base:#x}: no flags reader in its block"
             return res
         reader = insns[j]
-        other = s.op_str.split(",")[0].strip()
-        probes = _probe_offsets(insns, s.next, reader.address, func.end, base)
+        try:
+            other = operands.compare_operand(s)
+        except ValueError as e:
+            res.reason = f"{e} ({func.name}+{s.address - base:#x})"
+            return res
+        # the probe reads the operand again: only where it still holds what was compared
+        last = operands.kept_until(insns, k, reader.address, other)
+        probes = _probe_offsets(insns, s.next, last, func.end, base)
         if not probes:
             res.reason = (f"{mn} at {func.name}+{s.address - base:#x}: another path joins before "
                           f"its flags reader at +{reader.address - base:#x}, with other flags")
@@ -157,6 +162,8 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                                              end=s.next - base)])
         _escapes(res, v0, "stored to memory", s.address)
         return res
+    if mn == "push" and s.imms:
+        return _pushed(res, common, insns, k, v0)
     division = _signed_division(insns, k) if mn == "sar" and cand.expr == "log2(V)" else None
     ends = [j for j in range(k + 1, min(k + 4, len(insns))) if insns[j].mnemonic == "sar"
             and (d := _signed_division(insns, j)) is not None and d[0] <= k]
@@ -262,6 +269,23 @@ def _negate(common: dict[str, Any], v0: int, width: str) -> None:
     """``sub $IV`` is ``add $-IV``: the recompute adds."""
     common["expr"] = f"-({common['expr']})"
     common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, width)
+
+
+def _pushed(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn], k: int,
+            v0: int) -> SiteResult:
+    """``push $IV``: a call's stack argument (the 7th and later), 8 bytes at 0(%rsp) once the
+    push ran, sign-extended; overwritten there like a store, with rsp as the base."""
+    s = insns[k]
+    func, base = res.candidate.function, res.candidate.function.start
+    common["width"] = "u64"
+    common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, "u64")
+    res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
+                    probe_offsets=[s.next - base], location=MemoryLocation(base_reg="rsp", disp=0, size=8),
+                    synthesis="memory",
+                    safe_spans=[SafeSpan(function=func.name, start=s.address - base,
+                                         end=s.next - base)])
+    _escapes(res, v0, "pushed as a call's argument", s.address)
+    return res
 
 
 def _memory_rmw(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn], k: int,

@@ -95,9 +95,19 @@ class Domain(_Strict):
 
 
 class MemoryLocation(_Strict):
+    """A cell SIE may write: DISP(%base), ``size`` bytes (base may be rsp, never rip)."""
+
     base_reg: str
     disp: int
     size: Literal[1, 2, 4, 8]
+
+
+class MemoryOperand(MemoryLocation):
+    """A memory operand SIE only reads (a compare's, a multiply's input): it may be indexed,
+    DISP(%base, %index, scale), since no write ever has to be registered at its address."""
+
+    index_reg: str | None = None
+    scale: Literal[1, 2, 4, 8] = 1
 
 
 class SafeSpan(_Strict):
@@ -122,14 +132,15 @@ class Site(_Strict):
     synthesis: Literal["register", "memory", "flags", "save-recompute"]
     expected_default: int
     save_offset: int | None = None
-    compare_operand: str | None = None
+    compare_operand: str | MemoryOperand | None = None  # register, or 'cmp $IV, mem's memory
     # sdiv_pow2: C's signed x / 2**IV (a negative x rounds toward zero), GCC's sar idiom
     # sar: an arithmetic (sign-preserving) right shift at the site's width
     recompute_op: Literal["shl", "shr", "sar", "and", "or", "xor", "add", "mul",
                           "sdiv_pow2"] | None = None
     # the register the save probe reads when it is not the location itself: the source of a
-    # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst' (a memory location saves its cell)
-    save_input: str | None = None
+    # 3-operand 'lea d(%src), %dst' or 'imul $i, %src, %dst', or the memory source of
+    # 'imul $i, mem, %dst' (a memory location saves its cell)
+    save_input: str | MemoryOperand | None = None
     # a save-recompute seed whose flags a later instruction reads: the apply probe (on the
     # next instruction) also rewrites the flags as the seed (flags_op) sets them with f(V)
     recompute_flags: bool = False

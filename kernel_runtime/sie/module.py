@@ -18,7 +18,7 @@ from pathlib import Path
 
 from autotune.core.catalog import MemoryLocation, Site
 from autotune.core.errors import EnvironmentProblem
-from kernel_runtime.sie.registers import reg_index
+from kernel_runtime.sie.registers import base_index, reg_index
 
 NAME = "sie_write"
 PARAMS = Path("/sys/module") / NAME / "parameters"
@@ -116,7 +116,7 @@ def slot_command(address: int, site: Site) -> str:
     """The registration line for a site probed at ``address``."""
     if isinstance(site.location, MemoryLocation):
         loc = site.location
-        return f"add mem {address:x} {reg_index(loc.base_reg)} {loc.disp} {loc.size}"
+        return f"add mem {address:x} {base_index(loc.base_reg)} {loc.disp} {loc.size}"
     if site.synthesis == "flags":
         return f"add flags {address:x}"
     assert isinstance(site.location, str)

@@ -12,6 +12,9 @@ from autotune.core.errors import BadInputError
 _ORDER = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx",
           "si", "di")
 _LEGACY = {"ax": "a", "bx": "b", "cx": "c", "dx": "d"}
+# The stack pointer's word: a kprobe on x86-64 saves the interrupted rsp there (the int3 frame
+# holds it; an optimized probe adjusts its copy to match), so it may address memory, read-only.
+SP_INDEX = 19
 
 
 def _canonical(name: str) -> str:
@@ -34,3 +37,11 @@ def reg_index(name: str) -> int:
         raise BadInputError(f"register {name!r} cannot be written by SIE: use a general-purpose "
                             f"register ({', '.join(_ORDER)}); sp and ip are never writable")
     return _ORDER.index(canon)
+
+
+def base_index(name: str) -> int:
+    """pt_regs word index of a register that addresses memory (a base register): any
+    general-purpose register, or the stack pointer (locals, arguments pushed for a call)."""
+    if name.lower().lstrip("%") in ("rsp", "esp", "sp"):
+        return SP_INDEX
+    return reg_index(name)

@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from autotune.core import expr
-from autotune.core.catalog import Knob, MemoryLocation, Site
+from autotune.core.catalog import Knob, MemoryLocation, MemoryOperand, Site
 from autotune.core.errors import BadInputError, EnvironmentProblem
-from kernel_runtime.sie.registers import reg_index
+from kernel_runtime.sie.registers import base_index, reg_index
 
 TEMPLATES = {
     "register": "register.bpf.c",
@@ -100,13 +100,13 @@ def _defines(knob: Knob, site: Site, index: int) -> dict[str, str]:
     elif site.synthesis == "memory":
         if not isinstance(site.location, MemoryLocation):
             raise BadInputError(f"{where}: a memory site needs {{base_reg, disp, size}}")
-        defs["SIE_BASE_REG"] = str(reg_index(site.location.base_reg))
+        defs["SIE_BASE_REG"] = str(base_index(site.location.base_reg))
         defs["SIE_DISP"] = f"({site.location.disp})"
         defs["SIE_SIZE"] = str(site.location.size)
     elif site.synthesis == "flags":
         if site.compare_operand is None:
             raise BadInputError(f"{where}: a flags site needs compare_operand (the compared register)")
-        defs["SIE_OPERAND_REG"] = str(reg_index(site.compare_operand))
+        defs |= _operand("SIE_OPERAND", site.compare_operand, where)
         defs |= _flags_model(site.flags_op or "cmp", width)
     else:
         defs.update(_save_recompute(knob, site, where, iv, width))
@@ -145,13 +145,32 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
     if isinstance(site.location, MemoryLocation):
         if site.save_input is not None:
             raise BadInputError(f"{where}: a memory site saves its own cell, not {site.save_input}")
-        return defs | {"SIE_IN_MEMORY": "1", "SIE_BASE_REG": str(reg_index(site.location.base_reg)),
+        return defs | {"SIE_IN_MEMORY": "1", "SIE_BASE_REG": str(base_index(site.location.base_reg)),
                        "SIE_DISP": f"({site.location.disp})", "SIE_SIZE": str(site.location.size)}
     defs |= ({"SIE_RECOMPUTE_FLAGS": "1"} | _flags_model(op, width) if site.recompute_flags
              else {"SIE_RECOMPUTE_FLAGS": "0"})
-    return defs | {"SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
-                   "SIE_INPUT_REG": str(reg_index(site.save_input or site.location)),
-                   "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}
+    return defs | _operand("SIE_INPUT", site.save_input or site.location, where) | {
+        "SIE_IN_MEMORY": "0", "SIE_REG": str(reg_index(site.location)),
+        "SIE_MERGE": "1" if _BITS[width] < 32 else "0"}
+
+
+def _operand(prefix: str, operand: str | MemoryOperand, where: str) -> dict[str, str]:
+    """An operand the program only reads: ``PREFIX_REG`` (a register's pt_regs word), or
+    ``PREFIX_ADDR(ctx)`` and ``PREFIX_SIZE`` (a memory operand's address, from the saved base
+    and index registers) with ``PREFIX_IN_MEMORY`` 1, read with bpf_probe_read_kernel."""
+    if isinstance(operand, str) and "[" in operand:
+        raise BadInputError(f"{where}: operand {operand!r} is memory as text, from an analysis "
+                            "older than memory operands: re-run 'autotune analyze --oracle --force'")
+    if isinstance(operand, str):
+        return {f"{prefix}_IN_MEMORY": "0", f"{prefix}_REG": str(reg_index(operand))}
+    if operand.base_reg in ("", "rip"):
+        raise BadInputError(f"{where}: a rip-relative or absolute operand is a global: tune the "
+                            "variable")
+    addr = f"SIE_REGS_WORD(ctx, {base_index(operand.base_reg)})"
+    if operand.index_reg is not None:
+        addr += f" + SIE_REGS_WORD(ctx, {reg_index(operand.index_reg)}) * {operand.scale}"
+    return {f"{prefix}_IN_MEMORY": "1", f"{prefix}_ADDR(ctx)": f"({addr} + (__s64)({operand.disp}))",
+            f"{prefix}_SIZE": str(operand.size)}
 
 
 def _flags_model(op: str, width: str) -> dict[str, str]:

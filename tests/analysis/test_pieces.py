@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from analysis import assemble, disasm, objdiff, promote, recompile, seeds, sitebuild
 from autotune.core import expr as exprs
+from autotune.core.catalog import MemoryOperand
 
 MACROS = seeds.known_macros(250)
 
@@ -89,13 +88,13 @@ def test_divided_constants_fit_the_roundest_divisor_first() -> None:
     assert promote.held_out(10, "V*8-1") is None
 
 
-def test_indexed_memory_input_is_no_save_register() -> None:
+def test_indexed_memory_input_is_saved_as_an_operand() -> None:
     # capacity_greater in update_sd_lb_stats: capstone gives an indexed operand no Insn.mem,
-    # so the operand text must not pass for a register name
+    # so the operand text must not pass for a register name: it is read as memory
     (imul,) = disasm.disassemble(bytes.fromhex("4a69b40e100b000036040000"), 0)
     assert imul.op_str == "rsi, qword ptr [rsi + r9 + 0xb10], 0x436" and imul.mem is None
-    with pytest.raises(ValueError, match="input is in memory"):
-        sitebuild._save_input(imul)
+    assert sitebuild._save_input(imul) == MemoryOperand(base_reg="rsi", index_reg="r9",
+                                                        disp=0xB10, size=8)
 
 
 def test_rounded_constant_fits_on_a_lattice_only() -> None:

@@ -223,9 +223,10 @@ def test_expression_named_knobs_get_a_safe_pin_directory() -> None:
 
 
 def test_a_site_no_template_expresses_makes_the_knob_unusable() -> None:
-    # oracle-verified, but compared against memory: the flags template reads a register
+    # oracle-verified, but its memory operand is text (an analysis older than memory operands)
     knob = analysis_knob("DEF_PRIORITY", site(function="balance_pgdat", probe_offset=0x217,
                                               compare_operand="byte ptr [rsp + 0xc4]"))
     reason = SieBackend(catalog=hand()).unavailable_reason(knob)
     assert reason is not None
-    assert reason.startswith("site balance_pgdat+0x217 cannot be rendered: register 'byte ptr")
+    assert reason.startswith("site balance_pgdat+0x217 cannot be rendered: knob 'DEF_PRIORITY' "
+                             "site balance_pgdat+0x217: operand 'byte ptr [rsp + 0xc4]' is memory")

@@ -9,7 +9,8 @@
  *   - the arithmetic flags (CF PF AF ZF SF OF) in the probe's own saved pt_regs,
  *   - the memory cell a registered store instruction just wrote: its address is recomputed
  *     here from the saved base register and the registered displacement, so a program can
- *     never name an arbitrary address.
+ *     never name an arbitrary address. The base may be the saved stack pointer (a local, or
+ *     an argument pushed for a call), which is read here and never written.
  * Everything else is refused and counted (parameter "refused").
  *
  * The probe is identified by its saved instruction pointer: on x86 every kprobe flavour
@@ -27,6 +28,7 @@
 
 #define SIE_MAX_SLOTS 256
 #define SIE_GP_REGS 15 /* r15 .. di: the general-purpose part of x86-64 pt_regs */
+#define SIE_SP_WORD (offsetof(struct pt_regs, sp) / sizeof(unsigned long))
 #define SIE_ARITH_FLAGS (X86_EFLAGS_CF | X86_EFLAGS_PF | X86_EFLAGS_AF | X86_EFLAGS_ZF | \
 			 X86_EFLAGS_SF | X86_EFLAGS_OF)
 
@@ -36,7 +38,7 @@ struct sie_slot {
 	unsigned long probe;	/* address the kprobe sits at */
 	u32 kind;
 	u32 reg_mask;		/* SIE_REG: registers (pt_regs word index) it may write */
-	u32 base_reg;		/* SIE_MEM: pt_regs word index of the base register */
+	u32 base_reg;		/* SIE_MEM: pt_regs word index of the base register (or sp) */
 	s32 disp;		/* SIE_MEM: displacement of the store */
 	u32 size;		/* SIE_MEM: 1, 2, 4 or 8 bytes */
 };
@@ -174,7 +176,7 @@ static int sie_parse(const char *cmd, struct sie_slot *s)
 	if (!strcmp(kind, "mem")) {
 		n = sscanf(cmd, "%*s %*x %u %d %u", &s->base_reg, &s->disp, &s->size);
 		s->kind = SIE_MEM;
-		return n == 3 && s->base_reg < SIE_GP_REGS &&
+		return n == 3 && (s->base_reg < SIE_GP_REGS || s->base_reg == SIE_SP_WORD) &&
 		       (s->size == 1 || s->size == 2 || s->size == 4 || s->size == 8) ? 0 : -EINVAL;
 	}
 	return -EINVAL;

@@ -7,8 +7,10 @@
  * The saved input is consumed by that check: a hit that did not pass the operation (another
  * path into the next instruction) leaves the location alone.
  * Renderer defines: SIE_RECOMPUTE(s, iv), SIE_EXPECTED_IV and SIE_IN_MEMORY, then either
- * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, SIE_INPUT_REG
- * (the register saved: the location itself or a 3-operand source) and SIE_MERGE (a sub-32-bit
+ * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, the input
+ * saved (SIE_INPUT_REG: the location itself or a 3-operand source; with SIE_INPUT_IN_MEMORY,
+ * SIE_INPUT_ADDR(ctx) and SIE_INPUT_SIZE: the memory source of 'imul $i, mem, %r', read before
+ * the imul, whose destination may be its own address register) and SIE_MERGE (a sub-32-bit
  * register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: an add, sub, and, or or xor whose
  * flags are read later, so SIE_FLAGS_MASK of them are checked and rewritten as
  * SIE_FLAGS_OF(saved, iv) says the operation sets them, at SIE_BITS).
@@ -45,9 +47,10 @@ static __always_inline __u64 sie_location(struct pt_regs *ctx)
 	return value;
 }
 
-static __always_inline __u64 sie_input(struct pt_regs *ctx)
+static __always_inline int sie_input(struct pt_regs *ctx, __u64 *out)
 {
-	return sie_location(ctx);
+	*out = sie_location(ctx);
+	return 1;
 }
 
 static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
@@ -60,9 +63,16 @@ static __always_inline __u64 sie_location(struct pt_regs *ctx)
 	return SIE_REGS_WORD(ctx, SIE_REG);
 }
 
-static __always_inline __u64 sie_input(struct pt_regs *ctx)
+/* The input now (at the save probe); 0 when a memory input cannot be read. */
+static __always_inline int sie_input(struct pt_regs *ctx, __u64 *out)
 {
-	return SIE_REGS_WORD(ctx, SIE_INPUT_REG);
+#if SIE_INPUT_IN_MEMORY
+	*out = 0;
+	return !bpf_probe_read_kernel(out, SIE_INPUT_SIZE, (const void *)SIE_INPUT_ADDR(ctx));
+#else
+	*out = SIE_REGS_WORD(ctx, SIE_INPUT_REG);
+	return 1;
+#endif
 }
 
 static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
@@ -99,9 +109,12 @@ SEC("kprobe")
 int sie_save(struct pt_regs *ctx)
 {
 	__u64 task = sie_task_key();
-	__u64 input = sie_input(ctx);
+	__u64 input;
 
-	bpf_map_update_elem(&sie_saved, &task, &input, BPF_ANY);
+	if (sie_input(ctx, &input))
+		bpf_map_update_elem(&sie_saved, &task, &input, BPF_ANY);
+	else  /* unread: the site leaves this pass alone */
+		bpf_map_delete_elem(&sie_saved, &task);
 	return 0;
 }
 
