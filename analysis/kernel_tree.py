@@ -10,6 +10,7 @@ never edit it (see ``analysis.oracle``), so concurrent analyses can share it rea
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -81,31 +82,73 @@ def source_tree(tarball: Path, key: str) -> Path:
 
 
 def prepared_tree(tree: Path, config: Path, *, jobs: int = 2) -> Path:
-    """Configure ``tree`` with ``config`` and run ``make prepare`` once; return ``tree``."""
+    """A tree configured with ``config`` and ``make prepare``d once; returns its root.
+
+    A tree we extracted ourselves is prepared in place the first time. Any other case (a
+    user's ``--source`` tree, or our tree already prepared for another config, such as
+    another flavour of the same source package) gets a private copy keyed by the config's
+    digest: writing ``.config`` or objects into a user's tree would edit it, and compiling
+    with another config's generated headers would make the oracle diff the wrong code.
+    """
+    if not config.exists():
+        raise EnvironmentProblem(f"kernel config {config} missing: fetch the "
+                                 "linux-image-*-unsigned package (autotune lab fetch)")
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16]
     marker = tree.parent / ".prepared"
-    if marker.exists():
+    if _prepared_for(marker) == digest:
         return tree
+    if tree.parent.parent != analysis_cache() or _prepared_for(marker) is not None:
+        return _prepared_copy(tree, config, digest, jobs)
     fd = _lock(tree.parent / ".lock")
     try:
-        if marker.exists():
-            return tree
-        if not config.exists():
-            raise EnvironmentProblem(f"kernel config {config} missing: fetch the "
-                                     "linux-image-*-unsigned package (autotune lab fetch)")
-        lines = []
-        for line in config.read_text().splitlines():
-            if line.split("=", 1)[0] in _CONFIG_BLANKS:
-                line = line.split("=", 1)[0] + '=""'
-            lines.append(line)
-        (tree / ".config").write_text("\n".join(lines) + "\n")
-        for target in (["olddefconfig"], ["prepare", f"-j{jobs}"]):
-            res = subprocess.run(["make", "-s", *target], cwd=tree, capture_output=True,
-                                 text=True, check=False)
-            if res.returncode != 0:
-                tail = " | ".join(res.stderr.strip().splitlines()[-3:])
-                raise EnvironmentProblem(f"make {target[0]} in {tree} failed ({tail}): install the "
-                                         "build tools with 'bash scripts/setup.sh'")
-        marker.write_text("ok\n")
-        return tree
+        if _prepared_for(marker) is None:
+            _configure(tree, config, jobs)
+            marker.write_text(digest + "\n")
     finally:
         os.close(fd)
+    return tree if _prepared_for(marker) == digest else _prepared_copy(tree, config, digest, jobs)
+
+
+def _prepared_for(marker: Path) -> str | None:
+    """The digest of the config a tree was prepared with (None: not prepared yet)."""
+    try:
+        return marker.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _prepared_copy(tree: Path, config: Path, digest: str, jobs: int) -> Path:
+    """``<cache>/analysis/config-<digest>/src``: a copy of ``tree`` cleaned and prepared."""
+    base = analysis_cache() / f"config-{digest}"
+    base.mkdir(parents=True, exist_ok=True)
+    copy, marker = base / "src", base / ".prepared"
+    fd = _lock(base / ".lock")
+    try:
+        if _prepared_for(marker) != digest:
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(tree, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            res = subprocess.run(["make", "-s", "mrproper"], cwd=copy, capture_output=True,
+                                 text=True, check=False)
+            if res.returncode != 0:
+                raise EnvironmentProblem(f"make mrproper in {copy} failed: {res.stderr.strip()[-200:]}")
+            _configure(copy, config, jobs)
+            marker.write_text(digest + "\n")
+    finally:
+        os.close(fd)
+    return copy
+
+
+def _configure(tree: Path, config: Path, jobs: int) -> None:
+    lines = []
+    for line in config.read_text().splitlines():
+        if line.split("=", 1)[0] in _CONFIG_BLANKS:
+            line = line.split("=", 1)[0] + '=""'
+        lines.append(line)
+    (tree / ".config").write_text("\n".join(lines) + "\n")
+    for target in (["olddefconfig"], ["prepare", f"-j{jobs}"]):
+        res = subprocess.run(["make", "-s", *target], cwd=tree, capture_output=True,
+                             text=True, check=False)
+        if res.returncode != 0:
+            tail = " | ".join(res.stderr.strip().splitlines()[-3:])
+            raise EnvironmentProblem(f"make {target[0]} in {tree} failed ({tail}): install the "
+                                     "build tools with 'bash scripts/setup.sh'")
