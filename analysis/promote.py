@@ -81,9 +81,24 @@ def expressions(values: tuple[int, ...], imms: tuple[int, ...], shift_count: boo
     if (pqb := lattice(values, imms)) is not None:
         p, q, b = pqb
         out.append(f"V*{p}/{q}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
+        out += _stepped(values, imms, p, q, b)
     if not out and (pqb := ratio(values, imms)) is not None:  # a last resort: q up to 128
         p, q, b = pqb  # fits three points by chance more often than the forms above
         out.append(f"(V*{p})/{q}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
+    return out
+
+
+def _stepped(values: tuple[int, ...], imms: tuple[int, ...], p: int, q: int, b: int
+             ) -> list[str]:
+    """(V/d)*m + b with m/d = p/q but a coarser step d = q*j: ``2 * (V / 32)`` (bfq's min
+    budget doubled) is V*1/16 on the points, and only held-out values off multiples of 32
+    tell the two apart."""
+    signed = [_signed(i) for i in imms]
+    out = []
+    for j in (2, 3, 4):
+        d, m = q * j, p * j
+        if all(v // d * m + b == i for v, i in zip(values, signed, strict=True)):
+            out.append(f"(V/{d})*{m}" + ("" if b == 0 else f"+{b}" if b > 0 else f"-{-b}"))
     return out
 
 
