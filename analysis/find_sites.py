@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from analysis import candidates, disasm, sitebuild
+from analysis import candidates, chains, chainsite, disasm, sitebuild
 from analysis.elfimage import Function, Image
 from analysis.linetable import LineTable, Row
 from analysis.seeds import Seed
@@ -116,8 +116,10 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
                         for text, width, why in candidates.match(ins, v0, scale, use.unit):
                             hits += add(key, ins, text, width, f"{why}; just after the use's rows",
                                         True)
-                if not hits:
-                    out[seed.name].results += _strength_reduced(insns_cache, keys, ranges, v0, where)
+                for key in keys:  # x * f(V) as lea/shl/sub chains: no immediate to match
+                    for chain, text in _chains(insns_cache[key], ranges, v0, scale, use.unit):
+                        add(key, insns_cache[key][chain.start], text, f"u{chain.bits}",
+                            chains.WHY, fallback)
                 if hits or v0 < WHOLE_FUNCTION_MIN:
                     continue
                 # GCC moved the immediate to a line of an inlined header (or hoisted it): take
@@ -135,43 +137,17 @@ def collect(seeds: list[Seed], images: list[tuple[Image, LineTable]], scales: di
     return out, per_func
 
 
-def _strength_reduced(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
-                      ranges: list[tuple[int, int]], v0: int, use: str
-                      ) -> list[sitebuild.SiteResult]:
-    """``x * V0`` compiled as ``lea (x,x,m-1), r; shl $s, r`` with m << s == V0 (x * 1280 as
-    x*5 << 8 in fits_capacity): no instruction holds V0, and at other values GCC picks other
-    instructions (imul, other shifts), so there is no immediate a site could rewrite."""
-    out: list[sitebuild.SiteResult] = []
-    for key in keys:
-        code = candidates.in_ranges(insns[key], ranges)
-        for k, lea in enumerate(code):
-            m = _lea_factor(lea)
-            shl = next((i for i in code[k + 1:k + 4] if i.mnemonic in ("shl", "sal")
-                        and i.writes_reg == lea.writes_reg and i.imms), None)
-            if m is None or shl is None or m << shl.imms[-1] != v0:
-                continue
-            func = key[1]
-            cand = candidates.Candidate(func, lea, "V", "u64", "strength-reduced multiply", use,
-                                        False)
-            out.append(sitebuild.SiteResult(cand, reason=(
-                f"x*V is strength-reduced: '{lea.mnemonic} {lea.op_str}; shl {shl.op_str}' "
-                f"(x*{m}<<{shl.imms[-1]} = x*{v0}) at {func.name}+{lea.address - func.start:#x}; "
-                "at other values GCC emits other instructions (imul, other shifts), so no "
-                "immediate holds V")))
-            break
-    return out
-
-
-def _lea_factor(ins: disasm.Insn) -> int | None:
-    """m of ``lea (x,x,m-1), r`` (x*3, x*5, x*9), else None."""
-    if ins.mnemonic != "lea" or "*" not in ins.op_str or "+" not in ins.op_str:
-        return None
-    inner = ins.op_str.split("[", 1)[-1].rstrip("]").replace(" ", "")
-    base, _, scaled = inner.partition("+")
-    index, _, factor = scaled.partition("*")
-    if base != index or factor not in ("2", "4", "8"):
-        return None
-    return int(factor) + 1
+def _chains(insns: list[disasm.Insn], ranges: list[tuple[int, int]], v0: int, scale: int,
+            unit: str) -> list[tuple[chains.Chain, str]]:
+    """Multiply chains on a use's rows by a factor that encodes V0 (``x*1280`` as
+    ``lea (x,x,4); shl $8`` in fits_capacity), with their expression."""
+    if scale != 1 or unit != "V":
+        return []
+    factors = chains.seed_factors(v0)
+    on = {k for k, i in enumerate(insns) if any(a <= i.address < b for a, b in ranges)}
+    ends = {k + d for k in on for d in range(chains.WINDOW)}  # GCC gives the last step the next line
+    return [(c, factors[c.factor]) for c in chains.find(insns, set(factors), ends)
+            if chains.worth_a_site(c, insns) and on & set(c.members)]
 
 
 def _after_rows(insns: dict[FuncKey, list[disasm.Insn]], keys: set[FuncKey],
@@ -200,8 +176,8 @@ def _work(args: tuple[bytes, list[tuple[str, candidates.Candidate]], dict[str, i
     code, cands, defaults = args
     func = cands[0][1].function
     insns = disasm.disassemble(code, func.start)
-    return [(name, log2_constraints(sitebuild.build(code, c, insns, defaults[name])))
-            for name, c in cands]
+    return [(name, log2_constraints((chainsite if c.why == chains.WHY else sitebuild).build(
+        code, c, insns, defaults[name]))) for name, c in cands]
 
 
 def log2_constraints(res: sitebuild.SiteResult) -> sitebuild.SiteResult:

@@ -35,9 +35,14 @@ class Change:
 
 def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
     """Every sized function symbol of a relocatable object, disassembled at offset 0."""
+    return {name: disasm.disassemble(code, 0) for name, code in function_code(obj).items()}
+
+
+def function_code(obj: Path) -> dict[str, bytes]:
+    """The bytes of every sized function symbol of a relocatable object."""
     from elftools.elf.elffile import ELFFile
 
-    out: dict[str, list[disasm.Insn]] = {}
+    out: dict[str, bytes] = {}
     with open(obj, "rb") as fh:
         elf = ELFFile(fh)
         symtab = elf.get_section_by_name(".symtab")
@@ -52,17 +57,24 @@ def functions(obj: Path) -> dict[str, list[disasm.Insn]]:
                 continue
             if shndx not in data:
                 data[shndx] = elf.get_section(shndx).data()
-            code = data[shndx][sym["st_value"]:sym["st_value"] + sym["st_size"]]
-            out[sym.name] = disasm.disassemble(code, 0)
+            out[sym.name] = data[shndx][sym["st_value"]:sym["st_value"] + sym["st_size"]]
     return out
 
 
 _NUMBER = re.compile(r"-?0x[0-9a-f]+|-?\b\d+\b")
 
 
+# a conditional move of one ordering: min(a, b) is 'cmp a, b; cmova' or 'cmp b, a; cmovbe'
+# as register allocation swaps the compared registers (tcp_init_buffer_space's min3)
+_CMOV_ORDER = {**dict.fromkeys(("cmova", "cmovae", "cmovb", "cmovbe"), "cmov unsigned"),
+               **dict.fromkeys(("cmovg", "cmovge", "cmovl", "cmovle"), "cmov signed")}
+
+
 def _key(i: disasm.Insn) -> str:
     if i.mnemonic in ("add", "sub") and i.imms:
         return "add/sub"  # GCC writes x + 128 as 'sub $-128' (an imm8): same operation
+    if i.mnemonic in _CMOV_ORDER:
+        return _CMOV_ORDER[i.mnemonic]
     return "mov" if disasm.zero_idiom(i) else i.mnemonic  # 0 is 'xor %r, %r', others 'mov $V'
 
 

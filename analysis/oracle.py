@@ -13,8 +13,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from analysis import disasm, kernel_tree, objdiff, promote, recompile
+from analysis import chaindiff, chains, disasm, kernel_tree, objdiff, promote, recompile
 from analysis.elfimage import Image
 from analysis.find_sites import SeedSites
 from analysis.kernel_files import KernelFiles
@@ -71,11 +72,11 @@ def verify_seed(kernel: KernelFiles, images: dict[str, Image], found: SeedSites,
             report.objects.append(obj)
             variants = recompile.Variants(tree, seed, obj, Path(tmp) / obj.replace("/", "_"),
                                           jobs)
-            trial = _choose(variants, seed.default, pairs, obj, report)
+            image = images[modules[obj]]
+            trial = _choose(variants, seed.default, pairs, obj, report, (results, image))
             if report.values == (0, 0):
                 report.values = trial.values[1:]  # type: ignore[assignment]
-            image = images[modules[obj]]
-            left = _match(results, trial.changes, trial.values, report, trial.builds[0], image)
+            left = _match(results, trial, report, image)
             for change in left:
                 promoted = promote.promote(change, trial.builds[0], image, trial.values, obj,
                                            _held_out_check(variants, trial, change))
@@ -97,6 +98,7 @@ class _Trial:
     builds: list[dict[str, list[disasm.Insn]]]
     changes: list[objdiff.Change]
     reshaped: list[str]
+    chained: set[tuple[str, int]]  # (function, index) of multiply chains aligned in every build
 
     def changed(self) -> set[tuple[str, int]]:
         """(function, V0 index) of every changed immediate outside reshaped functions."""
@@ -104,7 +106,7 @@ class _Trial:
 
 
 def _choose(variants: recompile.Variants, v0: int, pairs: list[tuple[int, int]], obj: str,
-            report: OracleReport) -> _Trial:
+            report: OracleReport, sites: tuple[list, Image]) -> _Trial:
     """The first value pair at which no function is reshaped (else the least reshaping one).
 
     A later pair only stands in for an earlier one if it moves every immediate the earlier
@@ -115,9 +117,13 @@ def _choose(variants: recompile.Variants, v0: int, pairs: list[tuple[int, int]],
     trials: list[_Trial] = []
     for a, b in pairs:
         values = (v0, a, b)
-        builds = [objdiff.functions(o) for o in variants.build(list(values))]
+        paths = variants.build(list(values))
+        builds = [objdiff.functions(o) for o in paths]
         changes, reshaped = objdiff.diff(builds)
-        trials.append(_Trial(values, builds, changes, reshaped))
+        # multiply chains are other instructions at each value: diffed as one operation
+        changes, reshaped, chained = chaindiff.apply(paths, builds, values, *sites, changes,
+                                                     reshaped)
+        trials.append(_Trial(values, builds, changes, reshaped, chained))
         if not reshaped:
             break
     best = min(trials, key=lambda t: len(t.reshaped))
@@ -166,8 +172,7 @@ def _predicts(expr_text: str, width: str, values: tuple[int, ...], imms: tuple[i
                                                                           strict=True))
 
 
-def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int, int],
-           report: OracleReport, obj_funcs: dict[str, list[disasm.Insn]], image: Image
+def _match(results: list, trial: _Trial, report: OracleReport, image: Image
            ) -> list[objdiff.Change]:
     """Confirm or refute each result; return the changes no site accounts for.
 
@@ -175,6 +180,7 @@ def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int,
     function must not confirm each other's site); only when alignment fails does any
     matching change of the function count.
     """
+    changes, values, obj_funcs = trial.changes, trial.values, trial.builds[0]
     used: set[int] = set()
     for r in sorted(results, key=lambda r: r.candidate.insn.address):
         cand = r.candidate
@@ -182,6 +188,9 @@ def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int,
         if cand.function.name in obj_funcs:
             vm = disasm.disassemble(image.code(cand.function), cand.function.start)
             want = promote.obj_index(obj_funcs[cand.function.name], vm, cand.insn.address)
+        if cand.why == chains.WHY:  # no immediate: its chain must align in every build
+            _judge_chain(r, (cand.function.name, want) in trial.chained, values, report)
+            continue
         hit = next((k for k, c in enumerate(changes) if k not in used
                     and c.function == cand.function.name and c.mnemonic == cand.insn.mnemonic
                     and (want is None or c.index == want)
@@ -197,6 +206,20 @@ def _match(results: list, changes: list[objdiff.Change], values: tuple[int, int,
         r.site.verified = "oracle"
         report.confirmed += 1
     return [c for k, c in enumerate(changes) if k not in used]
+
+
+def _judge_chain(r: Any, aligned: bool, values: tuple[int, int, int], report: OracleReport
+                 ) -> None:
+    cand = r.candidate
+    if aligned:
+        r.site.verified = "oracle"
+        report.confirmed += 1
+        return
+    report.refuted.append(f"{cand.function.name}+{cand.insn.address - cand.function.start:#x}")
+    r.reason = (f"refuted by the oracle: at V={values[1]},{values[2]} no chain computing "
+                f"x*({cand.expr}) aligns with the one at {cand.function.name}+"
+                f"{cand.insn.address - cand.function.start:#x}")
+    r.site = None
 
 
 def verify_all(kernel: KernelFiles, images: dict[str, Image], found: dict[str, SeedSites], *,

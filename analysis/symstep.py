@@ -254,3 +254,30 @@ def _flags_live(states: list[Any]) -> bool:
         return False
     st = states[0]
     return any(_has_iv(getattr(st.regs, r)) for r in ("cc_dep1", "cc_dep2"))
+
+
+def prove_product(code: bytes, base: int, start: int, count: int, dest: str, source: str,
+                  factor: int, bits: int) -> bool:
+    """Whether the ``count`` instructions from ``start`` leave ``dest`` equal to ``source`` *
+    ``factor`` (at ``bits``, zero-extended to the whole register) whatever every register
+    holds: the proof that a strength-reduced chain (``lea (x,x,4); shl $8``) is that multiply."""
+    angr = import_angr()
+    import claripy
+
+    proj = _project(code, base)
+    state = proj.factory.blank_state(
+        addr=start, add_options={angr.options.SYMBOL_FILL_UNCONSTRAINED_REGISTERS,
+                                 angr.options.SYMBOL_FILL_UNCONSTRAINED_MEMORY})
+    x = claripy.BVS("x", 64)
+    setattr(state.regs, full_register(source)[0], x)
+    try:
+        succ = proj.factory.successors(state, num_inst=count)
+    except Exception:  # angr raises many types for code it cannot lift
+        return False
+    if len(succ.flat_successors) != 1:
+        return False
+    out = getattr(succ.flat_successors[0].regs, full_register(dest)[0])
+    want = x * factor
+    if bits < 64:
+        want = want[bits - 1:0].zero_extend(64 - bits)
+    return not state.solver.satisfiable(extra_constraints=[out != want])

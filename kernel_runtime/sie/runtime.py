@@ -106,9 +106,10 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
     where = pin_dir(knob.name)
     where.mkdir(parents=True, exist_ok=True)
     try:
-        for i, site in enumerate(knob.sites):
+        for i in _attach_order(knob.sites):
             if i in skip:
                 continue
+            site = knob.sites[i]
             obj = BpfObject(object_for(render_site(knob, site, i)), where)
             try:
                 _attach_site(obj, site, i, syms, where)
@@ -129,6 +130,16 @@ def attach(knob: Knob, *, mode: Mode, object_for: ObjectFor, syms: Kallsyms,
     except BaseException:
         detach(knob, syms)
         raise
+
+
+def _attach_order(sites: list[Site]) -> list[int]:
+    """Site indices in attach order: a site whose write probe sits where another site saves
+    its input (a multiply chain's result is the next shift's input) comes after it, because
+    kprobes at one address run newest first (kernel/kprobes.c add_new_kprobe): the rewrite
+    must precede the save that reads it."""
+    saves = {(s.function, s.save_offset) for s in sites if s.save_offset is not None}
+    return sorted(range(len(sites)), key=lambda i: (sites[i].function,
+                                                    sites[i].probe_offset) in saves)
 
 
 def _attach_site(obj: BpfObject, site: Site, i: int, syms: Kallsyms, where: Path) -> None:

@@ -86,9 +86,9 @@ def test_signed_division_recomputes_from_the_dividend(catalog: Catalog, name: st
     assert insns[s.cs_start].mnemonic == first and insns[s.probe_offset].mnemonic == "add"
 
 
-def test_strength_reduced_multiply_is_named(catalog: Catalog) -> None:
-    why = reason(catalog, "FIT_MARGIN")
-    assert "x*V is strength-reduced" in why and "(x*5<<8 = x*1280) at fits+" in why
+def test_strength_reduced_multiply_is_a_chain_site(catalog: Catalog) -> None:
+    (s,) = catalog.knob("FIT_MARGIN").sites  # test_corpus_chains.py has the chain shapes
+    assert (s.function, s.recompute_op, s.expr) == ("fits", "mul", "V")
 
 
 def test_sub_whose_flags_are_read_rewrites_them(catalog: Catalog) -> None:

@@ -84,7 +84,7 @@ __attribute__((noinline)) long quarter_of(long freeable, int idle)
 	return delta + freeable;
 }
 
-/* cap * FIT_MARGIN as 'lea (x,x,4); shl $8': no immediate holds the constant (fits_capacity). */
+/* cap * FIT_MARGIN as 'lea (x,x,4); shl $8': a multiply chain, no immediate (fits_capacity). */
 __attribute__((noinline)) int fits(unsigned long cap, unsigned long max)
 {
 	return cap * FIT_MARGIN < max * 1024;
