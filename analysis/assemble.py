@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from analysis import find_sites
 from analysis.find_sites import SeedSites
+from autotune.core import expr as exprs
 from autotune.core.catalog import Category, Constraint, Domain, Knob, Site, UnsupportedKnob
+from autotune.core.errors import BadInputError
 
 _WIDTH_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0x7FFF_FFFF, "u64": 0x7FFF_FFFF, "s32": 0x7FFF_FFFF}
 _BITS = {"u8": 8, "u16": 16, "u32": 32, "u64": 64, "s32": 32, "s64": 64}
@@ -78,9 +80,27 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
         hi = min(hi, 0x7FFF_FFFF)
     return Domain(min=min(lo, v0), max=max(hi, v0), log=v0 >= 16 and lo > 0, constraints=cons)
 
+    lo = max([lo] + [_nonnegative_from(s.expr, lo, v0) for s in sites])
 
 def _refused_there(found: SeedSites, uncovered: str) -> str:
     """Why the analysis refused a candidate in the function of an uncovered change (a
+def _nonnegative_from(text: str, lo: int, v0: int) -> int:
+    """The least V >= ``lo`` where an offset encoding (``push $(V-3)``: a retry count) is not
+    negative, when it is not at the default: below it the count would turn negative."""
+    e = exprs.parse(text)
+
+    def negative(v: int) -> bool:
+        try:
+            return e.evaluate(v, "s64") < 0
+        except BadInputError:  # log2(0) and the like: not a value this site takes
+            return False
+    if negative(v0):
+        return lo
+    while lo < v0 and negative(lo):
+        lo += 1
+    return lo
+
+
     'test $imm' whose flags the synthesis cannot model), so the reason names the cause."""
     for r in found.results:
         if r.site is None and r.reason and f":{r.candidate.function.name} " in uncovered:

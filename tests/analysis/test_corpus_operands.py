@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from analysis import disasm, operands
-from autotune.core.catalog import Catalog, MemoryLocation, MemoryOperand
+from analysis import assemble, disasm, operands
+from autotune.core.catalog import Catalog, MemoryLocation, MemoryOperand, Site
 
 NAMES = ["CMP_MEM_LIMIT", "CMP_STACK_LIMIT", "PUSH_RETRIES", "MUL_MARGIN", "MUL_INDEXED_MARGIN"]
 
@@ -89,3 +89,12 @@ def test_probe_stops_where_the_operand_changes() -> None:
     # cmp edi, 0x2f; mov edi, 1; jg: a register operand overwritten is no operand either
     insns = _insns("83ff2f" "bf01000000" "7f00")
     assert operands.kept_until(insns, 0, insns[2].address, "edi") == insns[1].address
+
+
+def test_offset_encoding_keeps_its_count_nonnegative() -> None:
+    # migrate_pages_sync pushes NR_MAX_MIGRATE_PAGES_RETRY - 3: below V=3 the count is negative
+    pushed = Site(function="f", cs_start=0, cs_end=2, probe_offset=2, expr="V-3", width="u64",
+                  location=MemoryLocation(base_reg="rsp", disp=0, size=8), synthesis="memory",
+                  expected_default=7)
+    assert assemble.domain(10, [pushed], []).min == 3
+    assert assemble.domain(10, [pushed.model_copy(update={"expr": "-V"})], []).min == 1
