@@ -78,12 +78,10 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
             hi = min(hi, 1 << (_BITS[s.width] - 1))
     if any(s.expr.startswith("(V") and "<< 32" in s.expr for s in sites):
         hi = min(hi, 0x7FFF_FFFF)
+    lo = max([lo] + [_nonnegative_from(s.expr, lo, v0) for s in sites])
     return Domain(min=min(lo, v0), max=max(hi, v0), log=v0 >= 16 and lo > 0, constraints=cons)
 
-    lo = max([lo] + [_nonnegative_from(s.expr, lo, v0) for s in sites])
 
-def _refused_there(found: SeedSites, uncovered: str) -> str:
-    """Why the analysis refused a candidate in the function of an uncovered change (a
 def _nonnegative_from(text: str, lo: int, v0: int) -> int:
     """The least V >= ``lo`` where an offset encoding (``push $(V-3)``: a retry count) is not
     negative, when it is not at the default: below it the count would turn negative."""
@@ -101,6 +99,8 @@ def _nonnegative_from(text: str, lo: int, v0: int) -> int:
     return lo
 
 
+def _refused_there(found: SeedSites, uncovered: str) -> str:
+    """Why the analysis refused a candidate in the function of an uncovered change (a
     'test $imm' whose flags the synthesis cannot model), so the reason names the cause."""
     for r in found.results:
         if r.site is None and r.reason and f":{r.candidate.function.name} " in uncovered:
