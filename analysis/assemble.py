@@ -67,6 +67,8 @@ def domain(v0: int, sites: list[Site], constraints: list[tuple[str, str]]) -> Do
         if kind == "shift":
             hi = min(hi, 31)
             lo = 0
+        if kind.startswith("max:"):  # a promoted 1 << V: C's int turns negative above it
+            hi = min(hi, int(kind.split(":", 1)[1]))
         if kind.startswith("multiple_of:"):  # a promoted V*p/q site, exact on a lattice
             step = int(kind.split(":", 1)[1])
             if all(c.value != step for c in cons if c.kind == "multiple_of"):

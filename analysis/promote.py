@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-from analysis import disasm, sitebuild
+from analysis import disasm, halves, sitebuild
 from analysis.candidates import Candidate
 from analysis.elfimage import Image
 from analysis.objdiff import Change
@@ -74,6 +74,8 @@ def expressions(values: tuple[int, ...], imms: tuple[int, ...], shift_count: boo
         ab = fit(tuple(v.bit_length() - 1 for v in values), imms)
         if ab is not None:
             return [render(*ab).replace("V", "log2(V)", 1)]
+    if (pw := halves.power(values, imms)) is not None:
+        return [pw]
     out = []
     for d, b in divided(values, imms):
         head = f"(V >> {d.bit_length() - 1})" if d & (d - 1) == 0 else f"V/{d}"
@@ -183,6 +185,9 @@ def held_out(v0: int, expr_text: str) -> tuple[int, int] | None:
     multiples of q that are not multiples of 2q (a rounding to a coarser step shows there).
     (V*p)/q, exact at any V: V0+1 and V0+q-1 (V0+3 for q = 2), other remainders mod q.
     """
+    expr_text = halves.inner(expr_text)
+    if (m := re.fullmatch(r"\(1 << V\)/\d+", expr_text)) is not None:
+        return v0 + 2, v0 + 3  # 2**(V+c) through three points; the division truncates at V < -c
     m = re.fullmatch(r"(\(?)V\*(\d+)\)?/(\d+)([+-]\d+)?", expr_text)
     if m is not None:
         q = int(m.group(3))
@@ -250,6 +255,9 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
     ``check(expr, width)`` confirms it at its ``held_out`` values; without ``check`` it is
     never kept."""
     texts = expressions(values, change.imms, change.mnemonic in ("shl", "sal", "shr", "sar"))
+    if not texts and change.mnemonic == "movabs" and (parts := halves.split(change.imms)):
+        which, const, half = parts  # two merged 32-bit stores: one half follows V
+        texts = [halves.compose(which, const, t) for t in expressions(values, half)]
     if not texts or change.function not in obj_funcs or change.stack_frame:
         return None
     found = _vm_instruction(change, obj_funcs[change.function], image)
@@ -270,4 +278,8 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
         res.constraints.append((f"multiple_of:{m.group(1)}", f"{text} at {func.name}+"
                                 f"{ins.address - func.start:#x} is exact only on multiples "
                                 f"of {m.group(1)} (the code rounds V)"))
+    if (bound := halves.power_bound(text)) is not None:
+        res.constraints.append((f"max:{bound}", f"{text} at {func.name}+"
+                                f"{ins.address - func.start:#x}: C computes 1 << V in int, "
+                                f"negative above V={bound}"))
     return res if res.site is not None else None

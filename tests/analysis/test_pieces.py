@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import assemble, disasm, objdiff, promote, recompile, seeds, sitebuild
+from analysis import assemble, disasm, halves, objdiff, promote, recompile, seeds, sitebuild
 from autotune.core import expr as exprs
 from autotune.core.catalog import MemoryOperand
 
@@ -123,6 +123,27 @@ def test_scaled_constant_fits_a_truncating_ratio() -> None:
     assert fits == ["(V >> 4)", "V*1/16", "(V/32)*2", "(V/64)*4"]
     lo, _ = promote.held_out(16384, "(V/32)*2")  # type: ignore[misc]
     assert [exprs.parse(f).evaluate(lo) for f in fits] == [1027, 1027, 2 * (lo // 32), 1024]
+
+
+def test_merged_movabs_half_that_is_a_power_of_two() -> None:
+    # tcp_sk_init: plb_cong_thresh = (1 << TCP_PLB_SCALE) / 2 merged with another sysctl's
+    # constant into one movabs, at V = 8, 9, 16
+    imms = (0x80_3C0C_0300, 0x100_3C0C_0300, 0x8000_3C0C_0300)
+    assert promote.expressions((8, 9, 16), imms) == []
+    which, const, half = halves.split(imms)  # type: ignore[misc]
+    assert (which, const, half) == ("high", 0x3C0C_0300, (128, 256, 32768))
+    (text,) = [halves.compose(which, const, t) for t in promote.expressions((8, 9, 16), half)]
+    assert text == "(u32((1 << V)/2) << 32) | 1007420160"
+    assert [exprs.parse(text).evaluate(v, "u64") for v in (8, 9, 16)] == list(imms)
+    assert promote.held_out(8, text) == (10, 11) and halves.power_bound(text) == 30
+    dom = assemble.domain(8, [], [("shift", "a shift count"), ("max:30", "C's int")])
+    assert (dom.min, dom.max) == (0, 30)
+    # the low half varying, and one that goes negative, stays in its 32 bits
+    assert halves.compose("low", 5, "V-20") == "21474836480 | u32(V-20)"
+    assert exprs.parse("21474836480 | u32(V-20)").evaluate(10, "u64") == (5 << 32) | 0xFFFF_FFF6
+    assert halves.split((1, 2, 3)) == ("low", 0, (1, 2, 3)) and halves.split((1 << 32, 2)) is None
+    assert halves.power((8, 9, 16), (256, 512, 65536)) == "1 << V"
+    assert halves.power((8, 9, 16), (256, 512, 65535)) is None
 
 
 def test_add_of_128_encoded_as_sub_is_no_reshape() -> None:
