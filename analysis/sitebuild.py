@@ -280,8 +280,8 @@ def _pushed(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn], k
     common["width"] = "u64"
     common["expected_default"] = exprs.parse(common["expr"]).evaluate(v0, "u64")
     res.site = Site(**common, cs_end=s.next - base, probe_offset=s.next - base,
-                    probe_offsets=[s.next - base], location=MemoryLocation(base_reg="rsp", disp=0, size=8),
-                    synthesis="memory",
+                    probe_offsets=[s.next - base], guard_offset=_guard(insns, k, base),
+                    location=MemoryLocation(base_reg="rsp", disp=0, size=8), synthesis="memory",
                     safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                          end=s.next - base)])
     _escapes(res, v0, "pushed as a call's argument", s.address)
