@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,19 @@ def _by_signature(insns: list[disasm.Insn], other: list[disasm.Insn]) -> dict[in
     return {a: b for s, ks in mine.items() for a, b in zip(ks, theirs[s], strict=True)}
 
 
+def _rescheduled(insns: list[disasm.Insn], other: list[disasm.Insn], pairs: dict[int, int]
+                 ) -> bool:
+    """Whether two builds hold the same operations and differ only in where some without
+    immediates sit: a moved 'cmp %edx, %eax' or 'push %rbx' as registers are allocated
+    otherwise (tcp_init_transfer at TCP_INIT_CWND=5). Every immediate and branch is aligned,
+    so the immediates are still compared one to one."""
+    if Counter(map(_key, insns)) != Counter(map(_key, other)):
+        return False
+    mine = [i for k, i in enumerate(insns) if k not in pairs]
+    theirs = [i for k, i in enumerate(other) if k not in set(pairs.values())]
+    return not any(_imms(i) or i.branch for i in mine + theirs)
+
+
 def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list[str]]:
     """(aligned immediate changes, functions whose code differs otherwise)."""
     base = builds[0]
@@ -138,7 +151,8 @@ def diff(builds: list[dict[str, list[disasm.Insn]]]) -> tuple[list[Change], list
                           and _signature(insns[a]) != _signature(other[b]) for a, b in pairs.items())
             if crossed or len(pairs) < max(len(insns), len(other)):
                 reordered = _by_signature(insns, other)
-                differs = differs or reordered is None
+                differs = differs or (reordered is None and (crossed or not _rescheduled(
+                    insns, other, pairs)))
                 pairs = reordered or pairs
             for a, b in pairs.items():
                 aligned.setdefault(a, []).append(b)
