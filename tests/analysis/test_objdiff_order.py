@@ -31,3 +31,21 @@ def test_different_instructions_are_reshaped() -> None:
     v1 = [LEA, insn("mov", "eax, edx"), insn("shl", "eax, 4", (4,)), insn("sub", "eax, edx"), CALL]
     _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
     assert reshaped == ["f"]
+
+
+def test_moved_instruction_without_immediate_is_a_reschedule() -> None:
+    # tcp_init_transfer at TCP_INIT_CWND=5: a 'cmp' of two registers moves past a store
+    cmp, store = insn("cmp", "eax, edx"), insn("mov", "dword ptr [rbx + 0x5ac], edx")
+    v0 = [EDI, store, cmp, CALL]
+    v1 = [insn("mov", "edi, 0x3000", (0x3000,)), cmp, store, CALL]
+    v2 = [insn("mov", "edi, 0x4000", (0x4000,)), cmp, store, CALL]
+    changes, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v2}])
+    assert reshaped == [] and [(c.index, c.imms) for c in changes] == [(0, (0x2000, 0x3000, 0x4000))]
+
+
+def test_moved_instruction_with_an_immediate_is_reshaped() -> None:
+    # other registers too (no permutation of equal instructions): the add must stay aligned
+    v0 = [EDI, insn("add", "eax, 0x10", (0x10,)), LEA, CALL]
+    v1 = [EDI, insn("lea", "rcx, [rbx + 0xd0]"), insn("add", "ecx, 0x10", (0x10,)), CALL]
+    _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
+    assert reshaped == ["f"]
