@@ -44,8 +44,9 @@ def test_moved_instruction_without_immediate_is_a_reschedule() -> None:
 
 
 def test_moved_instruction_with_an_immediate_is_reshaped() -> None:
-    # other registers too (no permutation of equal instructions): the add must stay aligned
-    v0 = [EDI, insn("add", "eax, 0x10", (0x10,)), LEA, CALL]
-    v1 = [EDI, insn("lea", "rcx, [rbx + 0xd0]"), insn("add", "ecx, 0x10", (0x10,)), CALL]
+    # with other registers (no permutation of equal instructions) the add moves past two leas
+    lea2 = insn("lea", "rsi, [rbx + 0x8]")
+    v0 = [EDI, insn("add", "eax, 0x10", (0x10,)), LEA, lea2, CALL]
+    v1 = [EDI, LEA, lea2, insn("add", "ecx, 0x10", (0x10,)), CALL]
     _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
     assert reshaped == ["f"]
