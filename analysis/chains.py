@@ -137,8 +137,28 @@ def _terms(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _passenger(state: dict[str, _Val], ins: disasm.Insn, k: int) -> bool:
+    """A load or store GCC scheduled into the chain (``mov 0x..(,%r13,8), %rax`` between
+    fits_capacity's lea and shl): stepped over when it reads no value the chain computed;
+    a loaded register becomes an unknown no chain can start from."""
+    ops = _operands(ins)
+    if ins.mnemonic not in ("mov", "movzx", "movsx", "movsxd") or len(ops) != 2 \
+            or not any("[" in o for o in ops):
+        return False
+    loads = ops[0] in _ALIASES
+    reads = registers_in(ops[1]) + ([] if loads else registers_in(ops[0]))
+    if any((v := state.get(full_name(r))) is not None and v.deps for r in reads):
+        return False  # it stores or addresses with a value of the chain
+    if loads:
+        state[full_name(ops[0])] = _Val({f"?{k}": 1}, 0, 64, frozenset())
+    return True
+
+
 def _step(state: dict[str, _Val], ins: disasm.Insn, k: int) -> bool:
-    """Apply one instruction; False when it is no register-only linear operation."""
+    """Apply one instruction; False when it is neither a register-only linear operation
+    nor a passenger load or store."""
+    if _passenger(state, ins, k):
+        return True
     ops = _operands(ins)
     if ins.mnemonic not in _ALU or not ops or ops[0] not in FULL or ins.branch:
         return False
@@ -178,16 +198,18 @@ def _step(state: dict[str, _Val], ins: disasm.Insn, k: int) -> bool:
 def _chain_ending(insns: list[disasm.Insn], j: int, factors: set[int]) -> Chain | None:
     """The shortest run ending at ``j`` that leaves j's register = one input * K, K in
     ``factors`` (a shorter run may multiply by another K: 'add eax, eax' alone is x*2)."""
+    dest = _operands(insns[j])[0]
+    if dest not in FULL or insns[j].mnemonic not in _ALU:
+        return None
     for i in range(j, max(-1, j - WINDOW), -1):
         state: dict[str, _Val] = {}
         if not all(_step(state, insns[k], k) for k in range(i, j + 1)):
             return None  # an earlier start would step this instruction too
-        dest = _operands(insns[j])[0]
         v = state[FULL[dest][0]]
         if v.const or len(v.coeffs) != 1 or v.bits != FULL[dest][1] or j not in v.deps:
             continue
         (source, factor), = v.coeffs.items()
-        if factor not in factors:
+        if factor not in factors or source.startswith("?"):
             continue
         members = tuple(sorted(v.deps))
         return Chain(members[0], j, members, dest, source, factor, v.bits, (i, j))
