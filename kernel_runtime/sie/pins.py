@@ -24,9 +24,10 @@ PIN_ROOT = BPFFS / "autotune"
 @functools.cache
 def pin_dir(knob: str) -> Path:
     """The knob's bpffs directory; analysis names a derived constant by its expression
-    (``ca->delay_min >> 3``), so other characters are replaced and the name's hash added.
+    (``ca->delay_min >> 3``) or a user seed by its place (``net/ipv4/tcp_input.c:921``), so
+    other characters are replaced and the name's hash added (bpffs refuses '.' in a name).
     Cached: every value change stats the control map (pathlib costs ~0.1 ms in the TCG lab)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", knob)
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", knob)
     if safe != knob:
         safe += "-" + hashlib.sha256(knob.encode()).hexdigest()[:8]
     return PIN_ROOT / safe

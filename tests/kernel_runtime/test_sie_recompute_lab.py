@@ -22,20 +22,22 @@ NAME = "TCP_TIMEOUT_MIN_US"
 TLP = "tcp_schedule_loss_probe.part.0"
 CALL = 0x7A  # call __usecs_to_jiffies, after the site's probe at +0x6d
 RTO_MIN_US = 200000  # the packets_out == 1 path joins at that call with tcp_rto_min_us() instead
-# A bulk loopback transfer: every ACK with several segments in flight re-arms the loss probe.
-PROBE = (
-    "import os, re, socket, threading\nT = '/sys/kernel/tracing/'\n"
-    "def kev(line):\n"
-    "    fd = os.open(T + 'kprobe_events', os.O_WRONLY | os.O_APPEND)\n"
-    "    os.write(fd, line.encode()); os.close(fd)\n"
-    "def transfer():\n"
-    "    srv = socket.create_server(('127.0.0.1', 0))\n"
-    "    def sink():\n"
-    "        c, _ = srv.accept()\n"
-    "        while c.recv(1 << 16): pass\n"
-    "    t = threading.Thread(target=sink); t.start()\n"
-    "    s = socket.create_connection(srv.getsockname())\n"
-    "    s.sendall(b'x' * (8 << 20)); s.close(); t.join(); srv.close()\n"
+# Guest code for reading a register through a tracefs kprobe event (no BPF): kev() adds or
+# removes an event; transfer() is a bulk loopback transfer, whose every ACK with several
+# segments in flight re-arms the loss probe (test_sie_flags_lab reads RTT samples with it).
+KEV = ("import os, re, socket, threading\nT = '/sys/kernel/tracing/'\n"
+       "def kev(line):\n"
+       "    fd = os.open(T + 'kprobe_events', os.O_WRONLY | os.O_APPEND)\n"
+       "    os.write(fd, line.encode()); os.close(fd)\n")
+TRANSFER = ("def transfer(size=8 << 20):\n"
+            "    srv = socket.create_server(('127.0.0.1', 0))\n"
+            "    def sink():\n"
+            "        c, _ = srv.accept()\n"
+            "        while c.recv(1 << 16): pass\n"
+            "    t = threading.Thread(target=sink); t.start()\n"
+            "    s = socket.create_connection(srv.getsockname())\n"
+            "    s.sendall(b'x' * size); s.close(); t.join(); srv.close()\n")
+PROBE = KEV + TRANSFER + (
     f"kev('p:sie_tlp {TLP}+{CALL:#x} us=%di:u32 base=%bp:u32\\n')\n"
     "open(T + 'events/kprobes/sie_tlp/enable', 'w').write('1'); open(T + 'trace', 'w')\n"
     "transfer()\n"
