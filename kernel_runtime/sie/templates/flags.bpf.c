@@ -3,26 +3,15 @@
  * Synthesis "flags": the constant lives only in the flags of a compare (cmp $IV, op or
  * test $IV, %reg) and the probe sits on the conditional jump after it. Recompute the flags
  * the compare would have set with IV = f(V) and replace them in the saved flags.
- * Renderer defines: SIE_OPERAND_IN_MEMORY, then SIE_OPERAND_REG (pt_regs word index) or, for
- * 'cmp $IV, mem', SIE_OPERAND_ADDR(ctx) and SIE_OPERAND_SIZE: the cell is read again at the
- * probe (nothing between the cmp and the probe writes it or its address registers; a cell
- * another CPU changed meanwhile fails the self-check); SIE_BITS (compare width).
+ * Renderer defines: the SIE_OPERAND operand (sie_operand.bpf.h): a register, or for
+ * 'cmp $IV, mem' a memory cell read again at the probe (nothing between the cmp and the
+ * probe writes it or its address registers; a cell another CPU changed meanwhile fails the
+ * self-check); SIE_BITS (compare width).
  * SIE_FLAGS_OF(op, iv): the compare's flags (sie_cmp_flags, or for a test sie_logic_flags of
  * op & iv: sie_common.bpf.h); SIE_FLAGS_MASK: those it defines (a test leaves AF undefined).
  */
 #include "sie_common.bpf.h"
-
-/* The compared operand's value now; 0 when it cannot be read. */
-static __always_inline int sie_operand(struct pt_regs *ctx, __u64 *out)
-{
-#if SIE_OPERAND_IN_MEMORY
-	*out = 0;
-	return !bpf_probe_read_kernel(out, SIE_OPERAND_SIZE, (const void *)SIE_OPERAND_ADDR(ctx));
-#else
-	*out = SIE_REGS_WORD(ctx, SIE_OPERAND_REG);
-	return 1;
-#endif
-}
+#include "sie_operand.bpf.h"
 
 SEC("kprobe")
 int sie_site(struct pt_regs *ctx)
@@ -36,7 +25,7 @@ int sie_site(struct pt_regs *ctx)
 		return 0;
 	cnt->hits++;
 	saved = ctx->flags & SIE_FLAGS_MASK;
-	if (!sie_operand(ctx, &operand) || saved != (SIE_FLAGS_OF(operand, SIE_EXPECTED) & SIE_FLAGS_MASK)) {
+	if (!SIE_READ_OPERAND(ctx, SIE_OPERAND, &operand) || saved != (SIE_FLAGS_OF(operand, SIE_EXPECTED) & SIE_FLAGS_MASK)) {
 		sie_mismatch(ctl, cnt);
 		return 0;
 	}

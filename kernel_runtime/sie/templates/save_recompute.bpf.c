@@ -8,14 +8,14 @@
  * path into the next instruction) leaves the location alone.
  * Renderer defines: SIE_RECOMPUTE(s, iv), SIE_EXPECTED_IV and SIE_IN_MEMORY, then either
  * SIE_BASE_REG, SIE_DISP, SIE_SIZE (the cell DISP(%base) of SIZE bytes) or SIE_REG, the input
- * saved (SIE_INPUT_REG: the location itself or a 3-operand source; with SIE_INPUT_IN_MEMORY,
- * SIE_INPUT_ADDR(ctx) and SIE_INPUT_SIZE: the memory source of 'imul $i, mem, %r', read before
- * the imul, whose destination may be its own address register) and SIE_MERGE (a sub-32-bit
- * register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: an add, sub, and, or or xor whose
+ * saved (the SIE_INPUT operand of sie_operand.bpf.h: the location itself, a 3-operand source,
+ * or the memory source of 'imul $i, mem, %r', read before the imul, whose destination may be
+ * its own address register) and SIE_MERGE (a sub-32-bit register keeps its upper bits); SIE_RECOMPUTE_FLAGS (1: an add, sub, and, or or xor whose
  * flags are read later, so SIE_FLAGS_MASK of them are checked and rewritten as
  * SIE_FLAGS_OF(saved, iv) says the operation sets them, at SIE_BITS).
  */
 #include "sie_common.bpf.h"
+#include "sie_operand.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -66,13 +66,7 @@ static __always_inline __u64 sie_location(struct pt_regs *ctx)
 /* The input now (at the save probe); 0 when a memory input cannot be read. */
 static __always_inline int sie_input(struct pt_regs *ctx, __u64 *out)
 {
-#if SIE_INPUT_IN_MEMORY
-	*out = 0;
-	return !bpf_probe_read_kernel(out, SIE_INPUT_SIZE, (const void *)SIE_INPUT_ADDR(ctx));
-#else
-	*out = SIE_REGS_WORD(ctx, SIE_INPUT_REG);
-	return 1;
-#endif
+	return SIE_READ_OPERAND(ctx, SIE_INPUT, out);
 }
 
 static __always_inline int sie_put(struct pt_regs *ctx, __u64 cur, __u64 next)
