@@ -41,8 +41,11 @@ def value_pairs(v0: int, *, pow2: bool = False, shift: bool = False) -> list[tup
     pow2 constant stays a power of two.
     """
     if shift:
+        # V0+1 = 2**k - 1 lets GCC test 'a > V || b > V' as '(a | b) > V' (TCP_MAX_WSCALE
+        # at 15): the last pair steps around it
         pairs = [(v0 // 2, 2 * v0)] if pow2 else [(v0 + 1, min(2 * v0, SHIFT_MAX)),
-                                                  (v0 - 1, v0 + 1)]
+                                                  (v0 - 1, v0 + 1),
+                                                  (v0 - 1, min(2 * v0, SHIFT_MAX))]
         ok = [(a, b) for a, b in pairs if 0 < a <= SHIFT_MAX and 0 < b <= SHIFT_MAX]
         pairs = ok or [(v0 + 1, v0 + 2)]
     elif pow2 or (v0 >= 2 and v0 & (v0 - 1) == 0):
