@@ -8,6 +8,9 @@ V=16 the refill runs whenever the CPU's counter is a multiple of 16; its self-ch
 the CPU's own flags with the model on every call (zero mismatches validates the model).
 Pipes each take one inode number; a probe at +0x4e reads the counter that took the branch.
 
+TCP_METRICS_TIMEOUT (an hour of jiffies): 'add $0xdbba0, %rax; jns' in tcp_get_metrics, a
+save-recompute site that rewrites the add's flags as well (the kind of btrfs' and bfq's).
+
 tcp_input.c:921 ('m >>= 3' in tcp_rtt_estimator, inlined in tcp_ack_update_rtt as
 'sar $3, %rdx', computed before 'test %rsi, %rsi; cmovg %rdx, %rsi' selects it): a
 user-given file:line seed, which the lab exercises on every ACK of a loopback transfer.
@@ -32,6 +35,8 @@ RTT = "net/ipv4/tcp_input.c:921"
 RTT_FUNC = "tcp_ack_update_rtt"
 CMOVG = 0xC6  # cmovg %rdx, %rsi: %rsi = m, %rdx = m >> V
 PIPES = 3000
+METRICS = "TCP_METRICS_TIMEOUT"  # 60 * 60 * HZ jiffies
+CONNS = 40
 TRACED = KEV + (  # add an event, run work(), return the trace, remove the event
     "def traced(name, spec, work):\n"
     "    kev(f'p:{name} {spec}\\n')\n"
@@ -52,9 +57,21 @@ RTT_PROBE = TRACED + TRANSFER + (
     "print(' '.join(f'{m},{s}' for m, s in re.findall(r'm=(-?\\d+) shifted=(-?\\d+)', text)))\n")
 
 
+METRICS_PROBE = TRACED + (
+    "import time\n"
+    "def conns():\n"
+    "    srv = socket.create_server(('127.0.0.1', 0), backlog=64)\n"
+    f"    for _ in range({CONNS}):\n"
+    "        c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()\n"
+    "        c.close(); a.close(); time.sleep(0.02)\n"
+    "    srv.close()\n"
+    "print(len(re.findall(r'sie_suck:', traced('sie_suck', 'tcpm_suck_dst', conns))))\n")
+
+
 @pytest.fixture(scope="module")
 def catalog(lab_files):  # type: ignore[no-untyped-def]
-    return analyze.analyze(lab_files, names=[INO, RTT], oracle=True, jobs=2, force=True).catalog
+    return analyze.analyze(lab_files, names=[INO, RTT, METRICS], oracle=True, jobs=2,
+                           force=True).catalog
 
 
 def refills(lab: LabTarget) -> list[int]:
@@ -124,3 +141,28 @@ def test_sar_site_shifts_sign_preserving(lab: LabTarget, catalog) -> None:  # ty
     finally:
         lab.control.revert()
     assert all(s == m >> 3 for m, s in shifts(lab))
+
+
+def reloads(lab: LabTarget) -> int:
+    """How often the cached TCP metrics of 127.0.0.1 were reloaded from the route
+    (tcpm_suck_dst) over CONNS loopback connections 20 ms apart."""
+    res = lab.run(["python3.11", "-c", METRICS_PROBE], timeout=180)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout)
+
+
+def test_add_flags_site_expires_tcp_metrics(lab: LabTarget, catalog) -> None:  # type: ignore[no-untyped-def]
+    """'add $TCP_METRICS_TIMEOUT, %rax; jns' (time_after(jiffies, stamp + timeout)) in
+    tcp_get_metrics: at V=1 jiffy every lookup finds the entry stale and reloads it; the
+    self-check compares the CPU's flags of the add with the model on every lookup."""
+    knob: Knob = catalog.knob(METRICS)
+    assert {(s.recompute_op, s.flags_op) for s in knob.sites} == {("add", "add")}
+    assert reloads(lab) <= 2  # an hour: only a new entry is loaded
+    try:
+        lab.control.apply({METRICS: 1}, {METRICS: knob})
+        assert reloads(lab) >= CONNS // 2
+        applied, mismatches = counters(lab, METRICS)
+        assert applied >= CONNS and mismatches == 0
+    finally:
+        lab.control.revert()
+    assert reloads(lab) <= 2
