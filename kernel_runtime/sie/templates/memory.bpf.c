@@ -16,7 +16,7 @@ int sie_site(struct pt_regs *ctx)
 	__u64 addr, cur = 0;
 	__s64 v;
 
-	if (!cnt || !ctl || !sie_on_constant_path())
+	if (!cnt || !ctl || !sie_on_constant_path(ctx))
 		return 0;
 	cnt->hits++;
 	addr = SIE_REGS_WORD(ctx, SIE_BASE_REG) + (__s64)(SIE_DISP);

@@ -17,7 +17,7 @@ int sie_site(struct pt_regs *ctx)
 	__u64 cur, next;
 	__s64 v;
 
-	if (!cnt || !ctl || !sie_on_constant_path())
+	if (!cnt || !ctl || !sie_on_constant_path(ctx))
 		return 0;
 	cnt->hits++;
 	cur = SIE_REGS_WORD(ctx, SIE_REG);
