@@ -8,6 +8,11 @@ are diffed again: the function is accepted only if everything else still aligns,
 chain site is confirmed only where its chain aligns with a chain of the same f in every
 build. When the collapsed builds still differ, the plain diff stands (the chain sites are
 then refuted, the rest judged as before).
+
+GCC's signed ``x / 2**n`` is the same kind of reshape: its rounding bias is ``shr $63; add``
+for n = 1 and ``test; lea 2**n-1; cmovns`` above, before the same ``sar $n``. A function
+holding such a site (``recompute_op: sdiv_pow2``, which recomputes the whole idiom) has each
+bias collapsed to one ``sdiv-bias`` in every build; its ``sar`` stays and is matched as before.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from analysis import chains, disasm, objdiff, promote, symstep
+from analysis import chains, disasm, objdiff, promote, sitebuild, symstep
 from analysis.elfimage import Image
 from analysis.objdiff import Change
 
@@ -29,7 +34,8 @@ def apply(paths: list[Path], builds: Builds, values: tuple[int, ...], results: l
     function holding a chain site of ``results`` is diffed with its chains collapsed."""
     by_fn: dict[str, list] = {}
     for r in results:
-        if r.site is not None and r.candidate.why == chains.WHY:
+        if r.site is not None and (r.candidate.why == chains.WHY
+                                   or r.site.recompute_op == "sdiv_pow2"):
             by_fn.setdefault(r.candidate.function.name, []).append(r)
     if not by_fn:
         return changes, reshaped, set()
@@ -40,8 +46,8 @@ def apply(paths: list[Path], builds: Builds, values: tuple[int, ...], results: l
             continue
         func = rs[0].candidate.function
         vm = disasm.disassemble(image.code(func), func.start)
-        starts = {k: r.candidate.expr for r in rs
-                  if (k := promote.obj_index(builds[0][fn], vm, r.candidate.insn.address))
+        starts = {k: r.candidate.expr for r in rs if r.candidate.why == chains.WHY
+                  and (k := promote.obj_index(builds[0][fn], vm, r.candidate.insn.address))
                   is not None}
         collapsed = [_collapsed(b[fn], c[fn], v, starts, k == 0)
                      for k, (b, c, v) in enumerate(zip(builds, codes, values, strict=True))]
@@ -70,6 +76,14 @@ def _collapsed(insns: list[disasm.Insn], code: bytes, v: int, starts: dict[int, 
                 if symstep.prove_product(code, 0, insns[c.start].address, c.end - c.start + 1,
                                          c.dest, c.source, c.factor, c.bits):
                     found.append((c, f"chain{bits} {text}"))
+    for k in range(len(insns)):
+        if insns[k].mnemonic == "sar" and (d := sitebuild._signed_division(insns, k)):
+            first = d[0]
+            if first and _copies(insns[first - 1], insns[k].writes_reg, d[1]):
+                first -= 1  # 'mov %rbx, %rax; shr $63, %rax': the n = 1 bias works on a copy
+            bias = tuple(range(first, k))
+            found.append((chains.Chain(first, k - 1, bias, "", d[1], 0, 64, (first, k - 1)),
+                          "sdiv-bias"))
     taken: set[int] = set()
     kept = []
     for c, label in sorted(found, key=lambda cl: cl[0].start):
@@ -77,3 +91,9 @@ def _collapsed(insns: list[disasm.Insn], code: bytes, v: int, starts: dict[int, 
             kept.append((c, label))
             taken |= set(c.members)
     return chains.collapse(insns, kept)
+
+
+def _copies(ins: disasm.Insn, dest: str | None, source: str) -> bool:
+    """Whether ``ins`` is ``mov source, dest`` (Intel order: dest first)."""
+    ops = [o.strip() for o in ins.op_str.split(",")]
+    return ins.mnemonic == "mov" and ops == [dest, source]

@@ -53,17 +53,17 @@ def test_chain_whose_flags_are_read_is_refused(catalog: Catalog) -> None:
     assert "chain at tight+0x4" in why and "'add eax, eax' sets flags that 'js" in why
 
 
-def _build(tmp: Path, name: str, value: int) -> Path:
-    """kernel/chains.c with ``name`` rewritten to ``value`` in a copy of its header."""
+def _build(tmp: Path, name: str, value: int, unit: str = "chains") -> Path:
+    """kernel/<unit>.c with ``name`` rewritten to ``value`` in a copy of its header."""
     work = tmp / f"{name}-{value}"
     for sub in ("kernel", "include"):
         shutil.copytree(CORPUS / sub, work / sub)
-    header = work / "include/chains.h"
+    header = work / f"include/{unit}.h"
     header.write_text("".join(f"#define {name} {value}\n" if line.startswith(f"#define {name} ")
                               else line for line in header.read_text().splitlines(True)))
-    out = work / "chains.o"
+    out = work / f"{unit}.o"
     flags = [f for f in KERNEL_LIKE_FLAGS if f not in ("-nostdlib", "-static", "-no-pie")]
-    subprocess.run(["gcc", *flags, "-c", "kernel/chains.c", "-o", str(out)], check=True, cwd=work)
+    subprocess.run(["gcc", *flags, "-c", f"kernel/{unit}.c", "-o", str(out)], check=True, cwd=work)
     return out
 
 
@@ -95,3 +95,19 @@ def _results(elf: Path, tmp: Path, name: str) -> list:
     seeds.find_uses([seed], CORPUS)
     found = find_sites.find([seed], [(image, table)], {name: 1}, jobs=1)[name]
     return [r for r in found.results if r.site is not None]
+
+
+def test_signed_division_idiom_is_no_reshape(corpus_elf: Path, tmp_path: Path) -> None:
+    # freeable / V: 'shr $63; add; sar $1' at V=2, 'test; lea 3; cmovns; sar $2' at V=4: the
+    # bias collapses, the sar's count changes as log2(V) and its site is matched as before
+    results = _results(corpus_elf, tmp_path, "HALF_DIV")
+    assert [r.site.recompute_op for r in results] == ["sdiv_pow2"]
+    values = (2, 4, 8)
+    paths = [_build(tmp_path, "HALF_DIV", v, "recompute") for v in values]
+    builds = [objdiff.functions(p) for p in paths]
+    changes, reshaped = objdiff.diff(builds)
+    assert "half_of" in reshaped
+    changes, reshaped, _ = chaindiff.apply(paths, builds, values, results, Image(corpus_elf),
+                                           changes, reshaped)
+    assert "half_of" not in reshaped
+    assert [(c.mnemonic, c.imms) for c in changes if c.function == "half_of"] == [("sar", (1, 2, 3))]
