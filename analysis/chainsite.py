@@ -18,7 +18,11 @@ from autotune.core import expr as exprs
 from autotune.core.catalog import SafeSpan, Site
 
 _WIDTH = {32: "u32", 64: "u64"}
-_KILLS = ("mov", "lea", "movzx", "movsxd", "pop")  # write their first operand without reading it
+_KILLS = ("mov", "lea", "movzx", "movsx", "movsxd")  # write their first operand, read no other
+# instructions that touch no register but those they name (cdqe, mul, push... read others)
+_EXPLICIT = frozenset({"mov", "movzx", "movsx", "movsxd", "lea", "add", "sub", "and", "or",
+                       "xor", "cmp", "test", "shl", "sal", "shr", "sar", "inc", "dec", "neg",
+                       "not", "bt", "nop", "endbr64"})
 
 
 def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> SiteResult:
@@ -77,9 +81,9 @@ def _refusal(insns: list[disasm.Insn], chain: chains.Chain, base: int, end: int)
     would not)."""
     inside = {insns[k].address for k in range(chain.start + 1, chain.end + 1)}
     for ins in insns:
-        if ins.branch and ins.imms and ins.imms[0] in inside:
+        if ins.branch and ins.imms and (to := disasm.jump_target(ins)) in inside:
             return (f"'{ins.mnemonic}' at +{ins.address - base:#x} enters it at "
-                    f"+{ins.imms[0] - base:#x}, past the save probe: not a single block")
+                    f"+{to - base:#x}, past the save probe: not a single block")
     dest = chains.full_name(chain.dest)
     for reg in sorted({chains.full_name(insns[m].op_str.split(",")[0].strip())
                        for m in chain.members} - {dest}):
@@ -95,11 +99,13 @@ def _refusal(insns: list[disasm.Insn], chain: chains.Chain, base: int, end: int)
 
 def _read_before_written(insns: list[disasm.Insn], k: int, reg: str) -> disasm.Insn | None:
     """The instruction that may read ``reg`` from ``insns[k]`` on, or None when a
-    straight-line write kills it first; a branch, call or return is a possible reader."""
+    straight-line write kills it first; a branch, a call, a return or an instruction with
+    implicit operands is a possible reader."""
     for ins in insns[k:]:
         ops = [o.strip() for o in ins.op_str.split(",")]
         named = [chains.full_name(o) for o in chains.registers_in(ins.op_str)]
-        if ins.branch or ins.mnemonic in ("call", "ret"):
+        if ins.branch or not (ins.mnemonic in _EXPLICIT or ins.mnemonic.startswith(("cmov", "set"))
+                              or (ins.mnemonic == "imul" and len(ops) > 1)):
             return ins
         first = chains.full_name(ops[0]) if ops and ops[0] in chains.FULL else ""
         if first == reg and ins.mnemonic in _KILLS and reg not in map(

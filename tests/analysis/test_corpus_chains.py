@@ -22,7 +22,8 @@ from tests.analysis.conftest import CORPUS, KERNEL_LIKE_FLAGS
 
 @pytest.fixture(scope="module")
 def catalog(corpus_catalog: Callable[[list[str]], Catalog]) -> Catalog:
-    return corpus_catalog(["CWND_SEGMENTS", "BUSY_WEIGHT", "TIGHT_FACTOR", "FIT_MARGIN"])
+    return corpus_catalog(["CWND_SEGMENTS", "BUSY_WEIGHT", "TIGHT_FACTOR", "FIT_MARGIN",
+                           "LIVE_FACTOR"])
 
 
 def test_lea_add_chain_is_a_multiply_site(catalog: Catalog) -> None:
@@ -51,6 +52,11 @@ def test_fits_capacity_shape(catalog: Catalog) -> None:
 def test_chain_whose_flags_are_read_is_refused(catalog: Catalog) -> None:
     why = next(u.reason for u in catalog.unsupported if u.name == "TIGHT_FACTOR")
     assert "chain at tight+0x4" in why and "'add eax, eax' sets flags that 'js" in why
+
+
+def test_chain_leaving_a_live_intermediate_is_refused(catalog: Catalog) -> None:
+    why = next(u.reason for u in catalog.unsupported if u.name == "LIVE_FACTOR")
+    assert "chain at shared_step+0x5" in why and "it also leaves rbx" in why
 
 
 def _build(tmp: Path, name: str, value: int, unit: str = "chains") -> Path:

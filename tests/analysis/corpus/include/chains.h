@@ -6,6 +6,7 @@
 #define CWND_SEGMENTS 10
 #define BUSY_WEIGHT 8
 #define TIGHT_FACTOR 10
+#define LIVE_FACTOR 10
 
 struct conn_like {
 	unsigned int rcvbuf;

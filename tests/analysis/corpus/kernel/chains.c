@@ -30,3 +30,13 @@ __attribute__((noinline)) int tight(int x)
 		return work(t);
 	return t;
 }
+
+/* x * 10 as 'lea (x,x,4), %ebx; lea (%rbx,%rbx), %edi': the x*5 in %ebx lives on, so a
+ * recompute of %edi alone would pair it with a product of V0. */
+__attribute__((noinline)) int shared_step(int x)
+{
+	int half = x * 5;
+	int t = x * LIVE_FACTOR;
+
+	return work(t) + half;
+}
