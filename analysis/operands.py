@@ -74,7 +74,7 @@ def kept_until(insns: list[disasm.Insn], k: int, last: int, operand: str | Memor
     for ins in insns[k + 1:]:
         if ins.address >= last:
             break
-        if {_full(r) for r in ins.regs_written} & regs or \
-                (not isinstance(operand, str) and _may_store(ins)):
+        written = set(ins.regs_written) | ({ins.writes_reg} if ins.writes_reg else set())
+        if {_full(r) for r in written} & regs or (not isinstance(operand, str) and _may_store(ins)):
             return ins.address
     return last
