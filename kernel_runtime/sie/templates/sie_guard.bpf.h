@@ -6,11 +6,12 @@
  * of failing the self-check or, worse, rewriting a value the constant's code never produced.
  *
  * A frame is the task and its stack pointer: the guard and the site sit on adjacent
- * instructions of one function, so the constant's own pass has one sp at both. An interrupt
- * or softirq running in the same task between the two probes (loopback TCP delivers packets
- * to the peer socket there) runs deeper or on another stack, and reaching the site through
- * the join it neither finds nor consumes the interrupted pass's mark. A hash, not a per-CPU
- * slot, so a task moved to another CPU between the probes still finds its mark.
+ * instructions of one function, so the constant's own pass has one sp at both (one slot
+ * lower at the site after a 'push $IV'). An interrupt or softirq running in the same task
+ * between the two probes (loopback TCP delivers packets to the peer socket there) runs
+ * hundreds of bytes deeper or on another stack, so reaching the site through the join it
+ * neither finds nor consumes the interrupted pass's mark. A hash, not a per-CPU slot, so a
+ * task moved to another CPU between the probes still finds its mark.
  * Renderer define: SIE_GUARDED (0: every hit is the constant's).
  */
 
@@ -50,5 +51,8 @@ static __always_inline int sie_on_constant_path(struct pt_regs *ctx)
 
 	if (!SIE_GUARDED)
 		return 1;
+	if (bpf_map_delete_elem(&sie_marks, &frame) == 0)
+		return 1;
+	frame.sp += 8;	/* a guarded 'push $IV': the site runs one slot below its guard */
 	return bpf_map_delete_elem(&sie_marks, &frame) == 0;
 }
