@@ -58,7 +58,7 @@ def _flags_reader(insns: list[disasm.Insn], k: int) -> int | None:
     return None
 
 
-def _save_input(s: disasm.Insn) -> str | MemoryOperand | None:
+def _save_input(s: disasm.Insn, func_start: int | None) -> str | MemoryOperand | None:
     """What a save probe must read to recompute ``s``'s result: its own location
     (``add $i, %r``, ``lea d(%r), %r``), a 3-operand source (``lea d(%src), %dst``,
     ``imul $i, %src, %dst``) or memory source (``imul $i, mem, %dst``, read at the imul, before
@@ -70,7 +70,7 @@ def _save_input(s: disasm.Insn) -> str | MemoryOperand | None:
                              "is no single input register to save")
         return None if s.mem[0] == s.writes_reg else s.mem[0]
     if s.mnemonic == "imul" and len(ops) == 3 and ops[0] != ops[1]:
-        return operands.memory_operand(s) if "[" in ops[1] else ops[1]
+        return operands.memory_operand(s, func_start) if "[" in ops[1] else ops[1]
     return None
 
 
@@ -130,7 +130,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
             return res
         reader = insns[j]
         try:
-            other = operands.compare_operand(s)
+            other = operands.compare_operand(s, None if cand.module else base)
         except ValueError as e:
             res.reason = f"{e} ({func.name}+{s.address - base:#x})"
             return res
@@ -182,7 +182,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         res.reason = f"immediate in '{mn} {s.op_str}' at {func.name}+{s.address - base:#x}"
         return res
     try:
-        save_input = _save_input(s) if mn in ("lea", "imul") else None
+        save_input = _save_input(s, None if cand.module else base) if mn in ("lea", "imul") else None
     except ValueError as e:
         res.reason = f"{e} ({func.name}+{s.address - base:#x})"
         return res

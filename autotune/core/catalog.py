@@ -104,7 +104,9 @@ class MemoryLocation(_Strict):
 
 class MemoryOperand(MemoryLocation):
     """A memory operand SIE only reads (a compare's, a multiply's input): it may be indexed,
-    DISP(%base, %index, scale), since no write ever has to be registered at its address."""
+    DISP(%base, %index, scale), since no write ever has to be registered at its address.
+    base_reg 'rip' (a vmlinux global): ``disp`` is the cell's offset from the function's
+    start, which the program knows as its probe address minus the probe's offset."""
 
     index_reg: str | None = None
     scale: Literal[1, 2, 4, 8] = 1

@@ -112,11 +112,14 @@ class BpfObject:
 
     def attach_kprobe(self, program: str, function: str, offset: int, link_path: Path,
                       *, retprobe: bool = False) -> None:
-        """Attach ``program`` at ``function+offset`` and pin the link so it outlives us."""
+        """Attach ``program`` at ``function+offset`` and pin the link so it outlives us. The
+        attach cookie is ``offset``: a program finds its function's start as its probe address
+        minus it (a rip-relative operand's cell is at a fixed offset from there)."""
         prog = lib().bpf_object__find_program_by_name(self._obj, program.encode())
         if not prog:
             raise EnvironmentProblem(f"{self.path.name} has no program {program!r}")
-        opts = _KprobeOpts(sz=ctypes.sizeof(_KprobeOpts), offset=offset, retprobe=retprobe)
+        opts = _KprobeOpts(sz=ctypes.sizeof(_KprobeOpts), bpf_cookie=offset, offset=offset,
+                           retprobe=retprobe)
         link = lib().bpf_program__attach_kprobe_opts(prog, function.encode(), ctypes.byref(opts))
         if not link or lib().libbpf_get_error(link):
             if ctypes.get_errno() in (errno.EINVAL, errno.EILSEQ):

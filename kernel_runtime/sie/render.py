@@ -157,16 +157,22 @@ def _save_recompute(knob: Knob, site: Site, where: str, iv: expr.Expr, width: st
 def _operand(prefix: str, operand: str | MemoryOperand, where: str) -> dict[str, str]:
     """An operand the program only reads (templates/sie_operand.bpf.h): ``PREFIX_REG`` (a
     register's pt_regs word), or ``PREFIX_ADDR(ctx)`` and ``PREFIX_SIZE`` (a memory operand's
-    address, from the saved base and index registers) with ``PREFIX_IN_MEMORY`` 1."""
+    address, from the saved base and index registers, or for a rip-relative one from the
+    function's start) with ``PREFIX_IN_MEMORY`` 1."""
     if isinstance(operand, str) and "[" in operand:
         raise BadInputError(f"{where}: operand {operand!r} is memory as text, from an analysis "
                             "older than memory operands: re-run 'autotune analyze --oracle --force'")
     if isinstance(operand, str):
         return {f"{prefix}_IN_MEMORY": "0", f"{prefix}_REG": str(reg_index(operand)),
                 f"{prefix}_ADDR(ctx)": "0", f"{prefix}_SIZE": "8"}
-    if operand.base_reg in ("", "rip"):
-        raise BadInputError(f"{where}: a rip-relative or absolute operand is a global: tune the "
-                            "variable")
+    if operand.base_reg == "":
+        raise BadInputError(f"{where}: an absolute operand is a global: tune the variable")
+    if operand.base_reg == "rip":  # disp: the cell's offset from the function's start
+        if operand.index_reg is not None:
+            raise BadInputError(f"{where}: a rip-relative operand has no index register")
+        return {f"{prefix}_IN_MEMORY": "1", f"{prefix}_REG": "0",
+                f"{prefix}_ADDR(ctx)": f"(SIE_FUNCTION_START(ctx) + (__s64)({operand.disp}))",
+                f"{prefix}_SIZE": str(operand.size)}
     addr = f"SIE_REGS_WORD(ctx, {base_index(operand.base_reg)})"
     if operand.index_reg is not None:
         addr += f" + SIE_REGS_WORD(ctx, {reg_index(operand.index_reg)}) * {operand.scale}"

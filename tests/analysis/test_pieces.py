@@ -93,7 +93,7 @@ def test_indexed_memory_input_is_saved_as_an_operand() -> None:
     # so the operand text must not pass for a register name: it is read as memory
     (imul,) = disasm.disassemble(bytes.fromhex("4a69b40e100b000036040000"), 0)
     assert imul.op_str == "rsi, qword ptr [rsi + r9 + 0xb10], 0x436" and imul.mem is None
-    assert sitebuild._save_input(imul) == MemoryOperand(base_reg="rsi", index_reg="r9",
+    assert sitebuild._save_input(imul, 0) == MemoryOperand(base_reg="rsi", index_reg="r9",
                                                         disp=0xB10, size=8)
 
 

@@ -1,5 +1,5 @@
 """Sites whose operand is memory: a compare against a cell, a stack cell (rsp as the base), a
-multiply's memory input, plain and indexed.
+multiply's memory input, plain and indexed, a global (rip-relative) compared or multiplied.
 
 Rendering and compiling only (no kernel): the defines each shape needs, the module slot that
 lets a stack-cell probe write, and objects the verifier-facing compile accepts.
@@ -41,6 +41,13 @@ MUL = knob(1078, synthesis="save-recompute", recompute_op="mul", location="rdx",
 MUL_INDEXED = knob(1078, synthesis="save-recompute", recompute_op="mul", location="rsi",
                    width="u64", save_offset=0,
                    save_input={"base_reg": "rsi", "index_reg": "r9", "disp": 0xB10, "size": 8})
+# cmp dword ptr [rip + X], 1; je  (proc_dostring's sysctl_writes_strict): the cell's offset from
+# the function's start, found at run time from the probe address and the attach cookie
+GLOBAL_CMP = knob(1, synthesis="flags", location="flags",
+                  compare_operand={"base_reg": "rip", "disp": 0x1B7A083, "size": 4})
+# imul rax, qword ptr [rip + X], 0x44c  (a global multiplied)
+MUL_GLOBAL = knob(1100, synthesis="save-recompute", recompute_op="mul", location="rax",
+                  width="u64", save_offset=0, save_input={"base_reg": "rip", "disp": -0x40, "size": 8})
 
 
 def source(k: Knob) -> str:
@@ -72,8 +79,17 @@ def test_multiply_saves_its_memory_input() -> None:
             "+ (__s64)(2832))") in indexed
 
 
+def test_global_is_addressed_from_the_function_start() -> None:
+    src = source(GLOBAL_CMP)
+    assert "#define SIE_OPERAND_ADDR(ctx) (SIE_FUNCTION_START(ctx) + (__s64)(28811395))" in src
+    assert "bpf_get_attach_cookie(ctx)" in src  # the probe's offset, given at attach
+    assert "#define SIE_INPUT_ADDR(ctx) (SIE_FUNCTION_START(ctx) + (__s64)(-64))" in source(MUL_GLOBAL)
+    assert module.slot_command(0x40, GLOBAL_CMP.sites[0]) == "add flags 40"  # the cell is only read
+
+
 @pytest.mark.parametrize("operand, why", [
-    ({"base_reg": "rip", "disp": 0, "size": 4}, "rip-relative or absolute"),
+    ({"base_reg": "", "disp": 0x1000, "size": 4}, "absolute operand"),
+    ({"base_reg": "rip", "index_reg": "rax", "disp": 0, "size": 4}, "no index register"),
     ("dword ptr [rbx - 8]", "memory as text"),
     ({"base_reg": "rbx", "index_reg": "rsp", "disp": 0, "size": 4}, "cannot be written by SIE"),
 ])
@@ -89,7 +105,7 @@ def test_a_stack_pointer_is_never_a_written_register() -> None:
 
 
 def test_shapes_compile(lab_headers: Path, tmp_path: Path) -> None:
-    for k in (STACK_CMP, FIELD_CMP, PUSHED, MUL, MUL_INDEXED):
+    for k in (STACK_CMP, FIELD_CMP, PUSHED, MUL, MUL_INDEXED, GLOBAL_CMP, MUL_GLOBAL):
         obj = render.compile_object(render.render_site(k, k.sites[0], 0),
                                     btf=lab_headers / "vmlinux", cache=tmp_path)
         assert obj.stat().st_size > 0

@@ -50,3 +50,20 @@ __attribute__((noinline)) int greater_at(struct cap_group_like *g, long i, unsig
 {
 	return g[i].cap * MUL_INDEXED_MARGIN > other * 1024;
 }
+
+int defer_count_like;
+unsigned long global_cap_like;
+
+/* cmp $V, global(%rip); jg: a global compared in place (cache_check's cache_defer_cnt >= DFR_MAX). */
+__attribute__((noinline)) int defer_full(void)
+{
+	if (defer_count_like >= CMP_GLOBAL_LIMIT)
+		return work(5);
+	return 0;
+}
+
+/* imul $V, global(%rip), %rax: a multiply of a global. */
+__attribute__((noinline)) int greater_global(unsigned long other)
+{
+	return global_cap_like * MUL_GLOBAL_MARGIN > other * 1024;
+}
