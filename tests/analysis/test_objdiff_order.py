@@ -50,3 +50,16 @@ def test_moved_instruction_with_an_immediate_is_reshaped() -> None:
     v1 = [EDI, LEA, lea2, insn("add", "ecx, 0x10", (0x10,)), CALL]
     _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
     assert reshaped == ["f"]
+
+
+def test_min_with_swapped_compare_is_one_operation() -> None:
+    # min3 in tcp_init_buffer_space: 'cmp eax, edx; cmova eax, edx' at V=10, the registers
+    # swapped ('cmp edx, eax; cmovbe eax, edx') at V=21: the same min
+    v0 = [EDI, insn("cmp", "eax, edx"), insn("cmova", "eax, edx"), CALL]
+    v1 = [insn("mov", "edi, 0x3000", (0x3000,)), insn("cmp", "edx, eax"), insn("cmovbe", "eax, edx"),
+          CALL]
+    _, reshaped = objdiff.diff([{"f": v0}, {"f": v1}, {"f": v1}])
+    assert reshaped == []
+    v2 = [EDI, insn("cmp", "eax, edx"), insn("cmovg", "eax, edx"), CALL]  # a signed order is not
+    _, reshaped = objdiff.diff([{"f": v0}, {"f": v2}, {"f": v2}])
+    assert reshaped == ["f"]
