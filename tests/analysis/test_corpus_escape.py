@@ -83,9 +83,12 @@ def test_tail_jump_to_a_lower_address_ends_the_span(corpus_elf: Path) -> None:
     assert flow.leaves.endswith("(a tail call)") and flow.leaves_at == seed.next
 
 
-def test_test_instruction_is_refused_with_its_reason(catalog: Catalog) -> None:
-    reason = next(u.reason for u in catalog.unsupported if u.name == "FLAGGED_BATCH")
-    assert "'test" in reason and "flags of an AND" in reason and "next_id+" in reason
+def test_test_instruction_is_a_flags_site_and_its_value_stays_inside(catalog: Catalog) -> None:
+    # 'test $0x3ff' sets an AND's flags, which the flags template now rewrites; the mask never
+    # leaves next_id, so no escape constraint is added for it
+    knob = catalog.knob("FLAGGED_BATCH")
+    s = next(s for s in knob.sites if s.synthesis == "flags")
+    assert (s.function, s.flags_op, s.expr) == ("next_id", "test", "V-1")
 
 
 @pytest.mark.parametrize(("v0", "expr", "constraints", "how", "kept"), [
@@ -105,21 +108,20 @@ def test_escape_rule(v0: int, expr: str, constraints: list[tuple[str, str]], how
     assert got is None or (got[0] == "pow2" and got[1].startswith(how) and f"default {v0}" in got[1])
 
 
-def test_oracle_uncovered_reason_names_the_refused_test(corpus_elf: Path) -> None:
-    # the oracle sees 'test $0x3ff' change with V but no site covers it: the knob's reason
-    # says why the analysis refused it (LAST_INO_BATCH in get_next_ino)
+def test_oracle_uncovered_reason_names_the_refused_instruction(corpus_elf: Path) -> None:
+    # the oracle sees 'sar $3' change with V but no site covers it: the knob's reason says
+    # why the analysis refused it there (a shift whose flags a jump reads)
     image = Image(corpus_elf)
-    (func,) = image.by_name("next_id")
+    (func,) = image.by_name("shifted_zero")
     code = image.code(func)
     insns = disasm.disassemble(code, func.start)
-    ins = next(i for i in insns if i.mnemonic == "test" and i.imms == (0x3FF,))
-    cand = Candidate(func, ins, "V-1", "u32", "mask", "kernel/escape.c:59", False,
-                     "kernel/escape.c")
-    res = sitebuild.build(code, cand, insns, 1024)
-    assert res.site is None and "flags of an AND" in res.reason
-    found = SeedSites(Seed("FLAGGED_BATCH", "macro", "include/escape.h", 8, "1024", 1024,
-                           uses=[Use("kernel/escape.c", 59, "")]), results=[res])
-    found.oracle = OracleReport(uncovered=["kernel/escape.o:next_id #3 test (1023, 2047, 4095)"])
+    ins = next(i for i in insns if i.mnemonic == "sar" and i.imms == (3,))
+    cand = Candidate(func, ins, "V", "u32", "shift", "kernel/flags.c:54", False, "kernel/flags.c")
+    res = sitebuild.build(code, cand, insns, 3)
+    assert res.site is None and "sets flags that" in res.reason
+    found = SeedSites(Seed("SHIFT_READ", "macro", "include/flags.h", 8, "3", 3,
+                           uses=[Use("kernel/flags.c", 54, "")]), results=[res])
+    found.oracle = OracleReport(uncovered=["kernel/flags.o:shifted_zero #2 sar (3, 4, 5)"])
     knob, unsupported, _ = assemble.assemble(found)
     assert knob is None and unsupported is not None
-    assert "no site covers" in unsupported.reason and "refused there: 'test" in unsupported.reason
+    assert "no site covers" in unsupported.reason and "refused there: 'sar" in unsupported.reason

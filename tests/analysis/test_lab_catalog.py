@@ -157,8 +157,9 @@ def test_ring_size_leaving_its_function_keeps_pow2(catalog: Catalog) -> None:
     assert knob.domain.allowed_values() == [1, 2, 4, 8, 16]
 
 
-def test_test_instruction_is_no_flags_site(catalog: Catalog) -> None:
+def test_test_instruction_is_a_flags_site_of_an_and(catalog: Catalog) -> None:
     # get_next_ino's 'test eax, 0x3ff' (res & (LAST_INO_BATCH - 1)) sets AND flags, not cmp's
-    assert all(s.synthesis != "flags" for s in catalog.knob("LAST_INO_BATCH").sites)
+    flags = [s for s in catalog.knob("LAST_INO_BATCH").sites if s.synthesis == "flags"]
+    assert [(s.function, s.flags_op, s.expr) for s in flags] == [("get_next_ino", "test", "V-1")]
     for s in catalog.knob("LAST_INO_BATCH").sites:  # a backward jump no longer inverts a span
         assert all(span.start < span.end for span in s.safe_spans)
