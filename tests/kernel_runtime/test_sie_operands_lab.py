@@ -11,7 +11,12 @@
   'imul $2090, 4(%rsp), %edx' (the parsed packets, times SKB_TRUESIZE(ETH_FRAME_LEN)) into
   unres_qlen_bytes. A site written here saves the stack cell at the imul and rewrites the
   product; unres_qlen_bytes reads back V per packet.
-Both written sites are found in the lab kernel's code by their instructions, so a rebuilt
+- A compare against a global (rip-relative): proc_dostring's write path tests
+  'sysctl_writes_strict == SYSCTL_WRITES_STRICT' as 'cmp $1, X(%rip); je'. A site written here
+  reads the global from the function's start the probe finds at run time (regs->ip - 1 minus
+  the attach cookie) and moves the 1 to 2: a write at a non-zero file offset to a string
+  sysctl then starts over at the buffer's start ("de", not "abcde").
+The written sites are found in the lab kernel's code by their instructions, so a rebuilt
 kernel moves their offsets, not the test; they are unverified by the oracle, so this lab loads
 with the flag that allows it.
 """
@@ -68,6 +73,14 @@ UNRES_QLEN = ("p = '/proc/sys/net/ipv4/neigh/default/unres_qlen'\n"
               "was = open(p + '_bytes').read()\nopen(p, 'w').write('5')\n"
               "print(open(p + '_bytes').read().strip()); open(p + '_bytes', 'w').write(was)\n")
 TRUESIZE = 2090  # SKB_TRUESIZE(ETH_FRAME_LEN) on this build
+KALLSYMS = ("import re\nprint(''.join(l for l in open('/proc/kallsyms')\n"
+            "      if re.search(r' (proc_dostring|sysctl_writes_strict)$', l)))\n")
+# 'abc' written at offset 0, then 'de' at offset 3: strict writes append ('abcde'), others
+# start over ('de'); the domain name is restored afterwards
+STRING_WRITE = ("import os\np = '/proc/sys/kernel/domainname'\nwas = open(p).read()\n"
+                "fd = os.open(p, os.O_WRONLY); os.pwrite(fd, b'abc', 0); os.close(fd)\n"
+                "fd = os.open(p, os.O_WRONLY); os.pwrite(fd, b'de', 3); os.close(fd)\n"
+                "print(open(p).read().strip()); open(p, 'w').write(was)\n")
 
 
 def _function(image: Image, name: str) -> tuple[str, int, list[disasm.Insn]]:
@@ -110,6 +123,24 @@ def truesize_knob(image: Image) -> Knob:
         "recompute_op": "mul", "width": "u32", "expr": "V", "expected_default": TRUESIZE,
         "save_input": {"base_reg": "rsp", "disp": 4, "size": 4},
         "safe_spans": [{"function": name, "start": imul.address - start, "end": after.next - start}]})
+
+
+def strict_writes_knob(image: Image) -> Knob:
+    """'cmp dword ptr [rip + X], 1; mov rsi, r13; je' in proc_dostring as a flags site whose
+    operand is the global sysctl_writes_strict, addressed from the function's start."""
+    name, start, insns = _function(image, "proc_dostring")
+    k = next(i for i, ins in enumerate(insns) if ins.mnemonic == "cmp" and ins.mem is not None
+             and ins.mem[0] == "rip" and ins.imms == (1,))
+    cmp, after = insns[k], insns[k + 1]
+    assert cmp.mem is not None and insns[k + 2].mnemonic == "je"
+    cell = cmp.next + cmp.mem[1] - start
+    return _knob("TEST_SYSCTL_WRITES_STRICT", 1, 3, {
+        "function": name, "cs_start": cmp.address - start, "cs_end": insns[k + 2].address - start,
+        "probe_offset": after.address - start, "probe_offsets": [after.address - start],
+        "location": "flags", "synthesis": "flags", "width": "u32", "expr": "V",
+        "expected_default": 1, "compare_operand": {"base_reg": "rip", "disp": cell, "size": 4},
+        "safe_spans": [{"function": name, "start": cmp.address - start,
+                        "end": insns[k + 2].next - start}]})
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +222,18 @@ def test_multiply_of_a_stack_cell(lab: LabTarget, image: Image) -> None:
     finally:
         lab.control.revert()
     assert guest_python(lab, UNRES_QLEN) == str(5 * TRUESIZE)
+
+
+def test_compare_against_a_global(lab: LabTarget, image: Image) -> None:
+    knob = strict_writes_knob(image)
+    # the operand is sysctl_writes_strict, as the running (KASLR-placed) kernel lays it out
+    syms = {line.split()[2]: int(line.split()[0], 16) for line in guest_python(lab, KALLSYMS).splitlines()}
+    assert syms["sysctl_writes_strict"] - syms["proc_dostring"] == knob.sites[0].compare_operand.disp  # type: ignore[union-attr]
+    assert guest_python(lab, STRING_WRITE) == "abcde"
+    try:
+        lab.control.apply({knob.name: 2}, {knob.name: knob})
+        assert guest_python(lab, STRING_WRITE) == "de"
+        assert_clean(lab, knob.name)  # the global read at the probe held the 1 it compared
+    finally:
+        lab.control.revert()
+    assert guest_python(lab, STRING_WRITE) == "abcde"
