@@ -49,9 +49,11 @@ def inner(text: str) -> str:
 
 def power(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
     """``1 << (V+c)`` (or ``(1 << V)/2**-c`` for c < 0, which C gives as 0, never a negative
-    shift, at small V) when every immediate is 2**(V+c) for one c."""
-    if any(i <= 0 or i & (i - 1) for i in imms) or any(v < 0 for v in values):
+    shift, at small V) when every immediate is 2**(V+c) for one c; else ``K << V``."""
+    if any(v < 0 for v in values):
         return None
+    if any(i <= 0 or i & (i - 1) for i in imms):
+        return _scaled(values, imms)
     offsets = {i.bit_length() - 1 - v for v, i in zip(values, imms, strict=True)}
     if len(offsets) != 1:
         return None
@@ -59,10 +61,26 @@ def power(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
     return "1 << V" if c == 0 else f"1 << (V+{c})" if c > 0 else f"(1 << V)/{1 << -c}"
 
 
+def _scaled(values: tuple[int, ...], imms: tuple[int, ...]) -> str | None:
+    """``K << V`` for one odd K > 1: tcp_select_initial_window's default clamp
+    ``U16_MAX << TCP_MAX_WSCALE``. K comes from the smallest V; a value shifted past 32 bits
+    shows only its low 32 (GCC truncates the int), and must agree there too."""
+    lo = min(range(len(values)), key=lambda j: values[j])
+    v, i = values[lo], imms[lo] & _M32
+    if i == 0 or i % (1 << v):
+        return None
+    k = i >> v
+    if k <= 1 or k % 2 == 0:
+        return None
+    if any((k << w) & _M32 != j & _M32 for w, j in zip(values, imms, strict=True)):
+        return None
+    return f"{k} << V"
+
+
 def power_bound(text: str) -> int | None:
     """The largest V at which a ``power`` form's shift stays inside C's int (None: no such
-    form in ``text``)."""
-    m = re.search(r"1 << \(?V(\+\d+)?", text)
+    form in ``text``): ``K << (V+c)`` is non-negative while V + c + bits(K) <= 31."""
+    m = re.search(r"(?<!\d)(\d+) << \(?V(\+\d+)?", text)
     if m is None:
         return None
-    return INT_BITS - 1 - (int(m.group(1)) if m.group(1) else 0)
+    return INT_BITS - int(m.group(1)).bit_length() - (int(m.group(2)) if m.group(2) else 0)

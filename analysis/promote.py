@@ -280,6 +280,6 @@ def promote(change: Change, obj_funcs: dict[str, list[disasm.Insn]], image: Imag
                                 f"of {m.group(1)} (the code rounds V)"))
     if (bound := halves.power_bound(text)) is not None:
         res.constraints.append((f"max:{bound}", f"{text} at {func.name}+"
-                                f"{ins.address - func.start:#x}: C computes 1 << V in int, "
+                                f"{ins.address - func.start:#x}: C computes the shift in int, "
                                 f"negative above V={bound}"))
     return res if res.site is not None else None

@@ -146,6 +146,18 @@ def test_merged_movabs_half_that_is_a_power_of_two() -> None:
     assert halves.power((8, 9, 16), (256, 512, 65535)) is None
 
 
+def test_scaled_power_of_two_and_its_int_bound() -> None:
+    # tcp_select_initial_window: the default clamp U16_MAX << TCP_MAX_WSCALE at V = 14, 15, 28;
+    # at 28 only the low 32 bits are left
+    imms = (0x3FFF_C000, 0x7FFF_8000, 0xF000_0000)
+    assert promote.expressions((14, 15, 28), imms) == ["65535 << V"]
+    assert [exprs.parse("65535 << V").evaluate(v, "u32") for v in (14, 15, 28)] == list(imms)
+    assert halves.power_bound("65535 << V") == 15  # 65535 << 16 is negative in C's int
+    assert halves.power_bound("511 << V") == 22 and halves.power_bound("1 << (V+3)") == 27
+    assert halves.power((14, 15, 28), (0x3FFF_C000, 0x7FFF_8000, 0xF000_0001)) is None
+    assert halves.power((4, 5, 6), (96, 192, 384)) is None  # 6 << V: only an odd K is fitted
+
+
 def test_add_of_128_encoded_as_sub_is_no_reshape() -> None:
     # sched_balance_rq's 'add ecx, V': at V=128 GCC writes 'sub ecx, -0x80' (an imm8)
     def fn(hexcode: str) -> dict[str, list[disasm.Insn]]:
