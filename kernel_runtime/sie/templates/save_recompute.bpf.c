@@ -2,7 +2,7 @@
 /*
  * Synthesis "save-recompute": an operation combines an input with IV (add, shift, mask,
  * multiply; a 3-operand lea or imul; a read-modify-write of memory), so the result cannot be
- * rewritten from itself. One probe on the operation saves its input for the current task;
+ * rewritten from itself. One probe on the operation saves its input for the current frame;
  * one on the next instruction checks the result is input OP f(V0) and writes input OP f(V).
  * The saved input is consumed by that check: a hit that did not pass the operation (another
  * path into the next instruction) leaves the location alone.
@@ -20,17 +20,9 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, struct sie_frame);	/* the save's frame: sie_common.bpf.h */
 	__type(value, __u64);
 } sie_saved SEC(".maps");
-
-/* The running task; every CPU's idle task is pid 0, so those are told apart by CPU. */
-static __always_inline __u64 sie_task_key(void)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	return tid ? tid : (1ULL << 32) | bpf_get_smp_processor_id();
-}
 
 #if SIE_IN_MEMORY
 static __always_inline __u64 sie_cell(struct pt_regs *ctx)
@@ -102,13 +94,13 @@ static __always_inline int sie_put_flags(struct pt_regs *ctx, __u64 saved, __u64
 SEC("kprobe")
 int sie_save(struct pt_regs *ctx)
 {
-	__u64 task = sie_task_key();
+	struct sie_frame frame = sie_frame_of(ctx);
 	__u64 input;
 
 	if (sie_input(ctx, &input))
-		bpf_map_update_elem(&sie_saved, &task, &input, BPF_ANY);
+		bpf_map_update_elem(&sie_saved, &frame, &input, BPF_ANY);
 	else  /* unread: the site leaves this pass alone */
-		bpf_map_delete_elem(&sie_saved, &task);
+		bpf_map_delete_elem(&sie_saved, &frame);
 	return 0;
 }
 
@@ -117,15 +109,15 @@ int sie_site(struct pt_regs *ctx)
 {
 	struct sie_count *cnt = sie_counter();
 	struct sie_ctl *ctl = sie_control();
-	__u64 task = sie_task_key();
-	__u64 *found = bpf_map_lookup_elem(&sie_saved, &task);
+	struct sie_frame frame = sie_frame_of(ctx);
+	__u64 *found = bpf_map_lookup_elem(&sie_saved, &frame);
 	__u64 saved, cur, next;
 	__s64 v;
 
 	if (!cnt || !ctl || !found)
 		return 0;
 	saved = *found;
-	bpf_map_delete_elem(&sie_saved, &task);
+	bpf_map_delete_elem(&sie_saved, &frame);
 	cnt->hits++;
 	cur = sie_location(ctx);
 	if ((cur & SIE_MASK) != ((__u64)SIE_RECOMPUTE(saved, SIE_EXPECTED_IV) & SIE_MASK) ||

@@ -121,6 +121,26 @@ char LICENSE[] SEC("license") = "GPL";
 /* pt_regs word @i of the probe's saved state (x86-64 layout: r15 .. di = 0 .. 14). */
 #define SIE_REGS_WORD(ctx, i) (((const __u64 *)(ctx))[(i)])
 
+/*
+ * A probe's frame: the task and its stack pointer. Two probes on nearby instructions of one
+ * function (a path guard and its site, a save and its recompute) see one frame on one pass;
+ * an interrupt or softirq running in the same task between them runs hundreds of bytes
+ * deeper or on another stack, so keying their hand-over by frame keeps such a pass, reaching
+ * the second probe through a join, from taking the first pass's state. Idle tasks (pid 0 on
+ * every CPU) differ by stack too.
+ */
+struct sie_frame {
+	__u64 task;
+	__u64 sp;
+};
+
+static __always_inline struct sie_frame sie_frame_of(struct pt_regs *ctx)
+{
+	struct sie_frame frame = { .task = bpf_get_current_pid_tgid(), .sp = ctx->sp };
+
+	return frame;
+}
+
 static __always_inline struct sie_count *sie_counter(void)
 {
 	__u32 site = SIE_SITE;

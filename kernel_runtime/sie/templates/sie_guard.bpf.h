@@ -5,20 +5,13 @@
  * a marked frame, consuming the mark. An unmarked hit (the other path) is left alone instead
  * of failing the self-check or, worse, rewriting a value the constant's code never produced.
  *
- * A frame is the task and its stack pointer: the guard and the site sit on adjacent
- * instructions of one function, so the constant's own pass has one sp at both (one slot
- * lower at the site after a 'push $IV'). An interrupt or softirq running in the same task
- * between the two probes (loopback TCP delivers packets to the peer socket there) runs
- * hundreds of bytes deeper or on another stack, so reaching the site through the join it
- * neither finds nor consumes the interrupted pass's mark. A hash, not a per-CPU slot, so a
- * task moved to another CPU between the probes still finds its mark.
+ * Marks are keyed by frame (sie_frame_of): the guard and the site sit on adjacent
+ * instructions, so the constant's own pass has one sp at both (one slot lower at the site
+ * after a 'push $IV'); a softirq in the same task between the two probes (loopback TCP
+ * delivers to the peer socket there) neither finds nor consumes the mark. A hash, not a
+ * per-CPU slot, so a task moved to another CPU between the probes still finds its mark.
  * Renderer define: SIE_GUARDED (0: every hit is the constant's).
  */
-
-struct sie_frame {
-	__u64 task;
-	__u64 sp;
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -26,13 +19,6 @@ struct {
 	__type(key, struct sie_frame);
 	__type(value, __u8);
 } sie_marks SEC(".maps");
-
-static __always_inline struct sie_frame sie_frame_of(struct pt_regs *ctx)
-{
-	struct sie_frame frame = { .task = bpf_get_current_pid_tgid(), .sp = ctx->sp };
-
-	return frame;
-}
 
 SEC("kprobe")
 int sie_guard(struct pt_regs *ctx)
