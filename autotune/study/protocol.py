@@ -23,6 +23,7 @@ from autotune.study.stats import (
 from autotune.study.worker import Pair
 
 BETTER_HIGHER = {"throughput": True, "p99_ms": False}
+WIDEN_AT_MOST = 1.5  # a default minimum effect may grow to this multiple of itself
 
 
 def preflight(runs: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]:
@@ -30,6 +31,10 @@ def preflight(runs: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
 
     With ``--repeats`` unset the study uses as many pairs per trial as the noise needs
     (at least 2, at most ``max_repeats``); an explicit ``--repeats`` is taken as a budget.
+    When neither ``--repeats`` nor ``--min-effect`` was given and ``max_repeats`` cannot
+    resolve the target's default effect, the study goes on at ``max_repeats`` with the
+    smallest effect those resolve (``widened_from`` records the default), up to
+    ``WIDEN_AT_MOST`` times the default; noisier than that, it refuses as before.
     """
     metric = config.primary()
     min_effect = config.effective_min_effect()
@@ -41,6 +46,13 @@ def preflight(runs: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
               "repeats_needed": needed, "repeats": repeats, "min_effect": min_effect,
               "outliers": outliers(values)}
     budget = config.repeats if config.repeats is not None else config.max_repeats
+    widened = _effect_for(noise, budget)
+    if needed > budget and config.repeats is None and config.min_effect is None \
+            and widened <= WIDEN_AT_MOST * min_effect:
+        # nobody asked for this resolution: the target's default is a prior, and a run that
+        # stops after its set-up because an emulated lab was noisier than usual helps nobody
+        report.update(repeats=budget, min_effect=widened, widened_from=min_effect)
+        return report
     if needed > budget:
         what = f"--repeats is {config.repeats}" if config.repeats is not None else \
             f"automatic repeats stop at --max-repeats {config.max_repeats}"

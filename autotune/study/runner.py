@@ -78,9 +78,16 @@ class StudyRunner:
         self.executor.start()
         self._select()
         pre = self._preflight()
-        self._log(f"preflight: {pre['metric']} CV {pre['cv']:.1%}, pair noise {pre['pair_noise']:.1%}"
-                  f" -> {pre['repeats_needed']} repeat(s) needed for a {pre['min_effect']:.0%} effect,"
-                  f" {pre['repeats']} used")
+        if "widened_from" in pre:
+            self._log(f"preflight: {pre['metric']} CV {pre['cv']:.1%}, pair noise "
+                      f"{pre['pair_noise']:.1%} -> {pre['repeats_needed']} repeat(s) needed for the "
+                      f"default {pre['widened_from']:.0%} effect; using --max-repeats "
+                      f"{pre['repeats']}, which resolve {pre['min_effect']:.0%} (give --repeats or "
+                      "--min-effect to insist)")
+        else:
+            self._log(f"preflight: {pre['metric']} CV {pre['cv']:.1%}, pair noise "
+                      f"{pre['pair_noise']:.1%} -> {pre['repeats_needed']} repeat(s) needed for a "
+                      f"{pre['min_effect']:.0%} effect, {pre['repeats']} used")
         self.repeats = int(pre["repeats"])
         self._search()
         validations = self._validate()
@@ -105,16 +112,23 @@ class StudyRunner:
     def _select(self) -> None:
         """Narrow the SIE knobs to those the workload runs (see ``autotune.study.selection``).
 
-        A resumed study keeps its stored selection: its trials already span that space.
+        A resumed study keeps its stored selection while its candidates are the same: its
+        trials already span that space. Other candidates (a re-analysed catalog) count again.
         """
         named = set(self.config.knobs)
-        if not self.config.select or not selection.countable(self.knobs, named):
+        candidates = selection.countable(self.knobs, named)
+        if not self.config.select or not candidates:
             return
         stored = self.study.user_attrs.get(ATTR + "selection")
-        if stored is not None:
+        digest = selection.digest(candidates)
+        if stored is not None and stored.get("candidates") == digest:
             chosen = selection.from_stored(self.knobs, stored)
         else:
+            if stored is not None:
+                self._log("the candidate knobs differ from those this study selected from "
+                          "(another catalog or kernel): counting again")
             chosen = self._count_and_check(named)
+            chosen.candidates = digest
             self.study.set_user_attr(ATTR + "selection", chosen.to_json())
         if self.progress:
             self.progress.console.print(selection.table(chosen, self.config.max_knobs))

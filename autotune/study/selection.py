@@ -10,6 +10,8 @@ non-SIE knobs (sysctls, which have no sites to count) always stay.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,15 @@ def countable(knobs: list[Knob], named: set[str]) -> list[Knob]:
     return [k for k in knobs if k.backend == "sie" and k.name not in named]
 
 
+def digest(knobs: list[Knob]) -> str:
+    """What a stored selection was made from: the counted knobs, sites and domains included.
+    A resumed study whose candidates differ (a re-analysed catalog moved a probe, a knob came
+    or went) must count again: the stored counts and checks were of other sites."""
+    text = json.dumps(sorted((k.model_dump(mode="json") for k in knobs), key=lambda d: d["name"]),
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 @dataclass
 class Selection:
     """The outcome: knobs kept for the search, and a row per counted knob saying why."""
@@ -35,9 +46,10 @@ class Selection:
     sites: int = 0
     seconds: float = 0.0  # counting: arm, one workload run, read, remove
     check_seconds: float = 0.0  # loading the chosen knobs at their defaults for one run
+    candidates: str = ""  # ``digest`` of the knobs it chose from
 
     def to_json(self) -> dict[str, Any]:
-        return {"kept": [k.name for k in self.kept], "hits": self.hits,
+        return {"kept": [k.name for k in self.kept], "hits": self.hits, "candidates": self.candidates,
                 "left_out": [list(x) for x in self.left_out], "notes": self.notes,
                 "sites": self.sites, "seconds": round(self.seconds, 2),
                 "check_seconds": round(self.check_seconds, 2)}
@@ -87,7 +99,8 @@ def from_stored(knobs: list[Knob], stored: dict[str, Any]) -> Selection:
                      left_out=[(n, why) for n, why in stored["left_out"]],
                      notes=dict(stored.get("notes", {})), sites=int(stored.get("sites", 0)),
                      seconds=float(stored.get("seconds", 0.0)),
-                     check_seconds=float(stored.get("check_seconds", 0.0)))
+                     check_seconds=float(stored.get("check_seconds", 0.0)),
+                     candidates=str(stored.get("candidates", "")))
 
 
 def table(selection: Selection, max_knobs: int) -> Table:

@@ -108,6 +108,22 @@ def test_automatic_repeats_follow_the_noise_up_to_the_ceiling() -> None:
         protocol.preflight(runs, StudyConfig(min_effect=0.01, max_repeats=2))
 
 
+def test_a_default_minimum_effect_widens_to_what_max_repeats_resolve_but_not_far() -> None:
+    values = [100, 125, 90, 122, 88]  # pair noise 0.34: a 20% lab effect needs 14 repeats
+    noise = pair_noise(values)
+    runs = [run(v, 1.0) for v in values]
+    assert repeats_needed(noise, 0.20) > 8
+    report = protocol.preflight(runs, StudyConfig(target="lab"))
+    assert report["repeats"] == 8 and report["widened_from"] == 0.20
+    assert 0.20 < report["min_effect"] <= protocol.WIDEN_AT_MOST * 0.20
+    assert repeats_needed(noise, report["min_effect"]) <= 8
+    for insisted in ({"min_effect": 0.20}, {"repeats": 4}):  # asked for: refused as before
+        with pytest.raises(NoiseTooHighError):
+            protocol.preflight(runs, StudyConfig(target="lab", **insisted))
+    with pytest.raises(NoiseTooHighError):  # far noisier than the default allows
+        protocol.preflight([run(v, 1.0) for v in (100, 160, 70, 150, 60)], StudyConfig(target="lab"))
+
+
 def test_lab_targets_default_to_a_larger_minimum_effect() -> None:
     assert StudyConfig(target="lab").effective_min_effect() > StudyConfig(target="host").effective_min_effect()
     assert StudyConfig(target="lab", min_effect=0.03).effective_min_effect() == 0.03

@@ -153,6 +153,19 @@ def test_a_resumed_study_keeps_its_selection_without_counting_again() -> None:
     assert [k.name for k in again.knobs] == ["net.core.busy_poll", "B"]
 
 
+def test_a_resumed_study_counts_again_when_its_candidates_changed() -> None:
+    """A re-analysed catalog moved B's probe: the stored counts and checks were of other sites."""
+    StudyRunner(config=config(trials=1), executor=FakeCountingExecutor({"B": 4}), knobs=KNOBS,
+                left_out=[]).run()
+    moved = [k.model_copy(update={"sites": [k.sites[0].model_copy(update={"probe_offset": 24})]})
+             if k.name == "B" else k for k in KNOBS]
+    ex = FakeCountingExecutor({"A": 9})
+    again = StudyRunner(config=config(trials=1), executor=ex, knobs=moved, left_out=[])
+    again.run()
+    assert [j.kind for j in ex.jobs][:2] == ["count", "verify"]
+    assert [k.name for k in again.knobs] == ["net.core.busy_poll", "A"]
+
+
 def test_no_select_searches_every_candidate_without_counting() -> None:
     ex = FakeCountingExecutor({})
     runner = StudyRunner(config=config(select=False, trials=1), executor=ex, knobs=KNOBS,
