@@ -77,7 +77,7 @@ def _collapsed(insns: list[disasm.Insn], code: bytes, v: int, starts: dict[int, 
                                          c.dest, c.source, c.factor, c.bits):
                     found.append((c, f"chain{bits} {text}"))
     for k in range(len(insns)):
-        if insns[k].mnemonic == "sar" and (d := sitebuild._signed_division(insns, k)):
+        if insns[k].mnemonic == "sar" and (d := sitebuild.signed_division(insns, k)):
             first = d[0]
             if first and _copies(insns[first - 1], insns[k].writes_reg, d[1]):
                 first -= 1  # 'mov %rbx, %rax; shr $63, %rax': the n = 1 bias works on a copy

@@ -10,9 +10,8 @@ instruction left are read (both would still hold values of V0).
 
 from __future__ import annotations
 
-from analysis import chains, disasm, symstep
+from analysis import chains, disasm, sitebuild, symstep
 from analysis.candidates import Candidate
-from analysis.escape import escape_constraint
 from analysis.sitebuild import SiteResult
 from autotune.core import expr as exprs
 from autotune.core.catalog import SafeSpan, Site
@@ -47,17 +46,9 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
         res.reason = f"x*{cand.expr} chain at {where}: {why}"
         return res
     flow = symstep.step_after(code, base, last.next, chain.dest, func.end)
-    res.notes += flow.notes
-    if flow.address_use is not None:
-        res.unsafe = f"V flows into a memory address at {func.name}+{flow.address_use - base:#x}"
-    if flow.shift_use is not None:
-        res.constraints.append(("shift", f"V is a shift amount at "
-                                         f"{func.name}+{flow.shift_use - base:#x}"))
+    sitebuild.record_flow(res, flow)
     if flow.leaves:
-        at = f"{func.name}+{(flow.leaves_at or last.address) - base:#x}"
-        if (c := escape_constraint(v0, cand.expr, res.constraints,
-                                   f"V leaves {func.name}: {flow.leaves} at {at}")) is not None:
-            res.constraints.append(c)
+        sitebuild.escapes(res, v0, flow.leaves, flow.leaves_at or last.address)
     if flow.escaped or flow.live_until is None:
         spans = [SafeSpan(function=func.name, start=0, end=func.size, conservative=True)]
     else:

@@ -74,7 +74,7 @@ def _save_input(s: disasm.Insn, func_start: int | None) -> str | MemoryOperand |
     return None
 
 
-def _signed_division(insns: list[disasm.Insn], k: int) -> tuple[int, str] | None:
+def signed_division(insns: list[disasm.Insn], k: int) -> tuple[int, str] | None:
     """(first index, dividend register) when ``sar r, n`` at ``k`` ends GCC's signed
     ``x / 2**n`` idiom, which biases a negative x by 2**n - 1 to round toward zero:
     ``shr r, 63; add r, x; sar r, 1`` or ``lea r, [x + 2**n - 1]`` and ``test x, x`` (either
@@ -160,13 +160,13 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
                         synthesis="memory",
                         safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                              end=s.next - base)])
-        _escapes(res, v0, "stored to memory", s.address)
+        escapes(res, v0, "stored to memory", s.address)
         return res
     if mn == "push" and s.imms:
         return _pushed(res, common, insns, k, v0)
-    division = _signed_division(insns, k) if mn == "sar" and cand.expr == "log2(V)" else None
+    division = signed_division(insns, k) if mn == "sar" and cand.expr == "log2(V)" else None
     ends = [j for j in range(k + 1, min(k + 4, len(insns))) if insns[j].mnemonic == "sar"
-            and (d := _signed_division(insns, j)) is not None and d[0] <= k]
+            and (d := signed_division(insns, j)) is not None and d[0] <= k]
     if ends:  # its 2**n - 1 bias is V-1 too, but the division's own site recomputes it
         res.reason = (f"'{mn} {s.op_str}' at {func.name}+{s.address - base:#x} is the rounding "
                       f"bias of a signed division by V (sar at +{insns[ends[0]].address - base:#x})")
@@ -196,12 +196,7 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     except ValueError as e:
         res.reason = str(e)
         return res
-    res.notes += flow.notes
-    if flow.address_use is not None:
-        res.unsafe = f"V flows into a memory address at {func.name}+{flow.address_use - base:#x}"
-    if flow.shift_use is not None:
-        res.constraints.append(("shift", f"V is a shift amount at "
-                                         f"{func.name}+{flow.shift_use - base:#x}"))
+    record_flow(res, flow)
     if mn in ("shl", "sal", "shr", "sar"):
         res.constraints.append(("shift", f"V is the shift amount of '{mn}'"))
     if "<< V" in cand.expr:
@@ -210,12 +205,12 @@ def build(code: bytes, cand: Candidate, insns: list[disasm.Insn], v0: int) -> Si
     if flow.mask_use or (mn == "and" and cand.expr == "V-1" and not select):
         res.constraints.append(("pow2", "V-1 is used as a mask (x & (V-1) means x mod V)"))
     if flow.leaves:
-        _escapes(res, v0, flow.leaves, flow.leaves_at if flow.leaves_at is not None else s.address)
+        escapes(res, v0, flow.leaves, flow.leaves_at if flow.leaves_at is not None else s.address)
     elif flow.escaped and escape_constraint(v0, cand.expr, res.constraints, "?") is not None:
         # the straight line did not see IV die: walk every path (both sides of branches)
         how, at = symstep.leaves(code, base, s.next, s.writes_reg, func.end)
         if how:  # "not followed": not proven to stay, as if it left
-            _escapes(res, v0, "" if how == "not followed" else how, at or s.address)
+            escapes(res, v0, "" if how == "not followed" else how, at or s.address)
     reader_at = flow.first_reader if flow.first_reader is not None else s.next
     probes = _probe_offsets(insns, s.next, reader_at, func.end, base)
     if flow.escaped or flow.live_until is None:
@@ -253,7 +248,19 @@ def _guard(insns: list[disasm.Insn], k: int, base: int) -> int | None:
     return s.address - base if disasm.first_join(insns, s.next, s.next) is not None else None
 
 
-def _escapes(res: SiteResult, v0: int, how: str, at: int) -> None:
+def record_flow(res: SiteResult, flow: symstep.Flow) -> None:
+    """What the step after a site's result says of V: an address it forms makes the knob
+    unsafe, a shift count it sets constrains it (chain sites share this with ``build``)."""
+    func = res.candidate.function
+    res.notes += flow.notes
+    if flow.address_use is not None:
+        res.unsafe = f"V flows into a memory address at {func.name}+{flow.address_use - func.start:#x}"
+    if flow.shift_use is not None:
+        res.constraints.append(("shift", f"V is a shift amount at "
+                                         f"{func.name}+{flow.shift_use - func.start:#x}"))
+
+
+def escapes(res: SiteResult, v0: int, how: str, at: int) -> None:
     """The pow2 constraint when V leaves the function (analysis/escape.py says why); ``how``
     "" means its path was not followed to its end, so it may leave."""
     func = res.candidate.function
@@ -284,7 +291,7 @@ def _pushed(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn], k
                     location=MemoryLocation(base_reg="rsp", disp=0, size=8), synthesis="memory",
                     safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                          end=s.next - base)])
-    _escapes(res, v0, "pushed as a call's argument", s.address)
+    escapes(res, v0, "pushed as a call's argument", s.address)
     return res
 
 
@@ -312,5 +319,5 @@ def _memory_rmw(res: SiteResult, common: dict[str, Any], insns: list[disasm.Insn
                     synthesis="save-recompute", save_offset=s.address - base, recompute_op="add",
                     safe_spans=[SafeSpan(function=func.name, start=s.address - base,
                                          end=s.next - base)])
-    _escapes(res, v0, "stored to memory", s.address)
+    escapes(res, v0, "stored to memory", s.address)
     return res

@@ -219,19 +219,20 @@ class StudyRunner:
         return (f"best #{best.number}: {metric} {eff.effect:+.1%} "
                 f"[{eff.low:+.1%}, {eff.high:+.1%}] (search CI, unvalidated)")
 
-    def _in_space(self, t: optuna.trial.FrozenTrial) -> bool:
+    @staticmethod
+    def _in_space(t: optuna.trial.FrozenTrial, knobs: dict[str, Knob]) -> bool:
         """Whether this session can enact ``t``: every knob it set is searched now, at a value
         today's domain allows. A resumed study may hold trials of an older knob set (another
         catalog, another selection); validating those would apply knobs nobody chose."""
-        knobs = {k.name: k for k in self.knobs}
         return all(name in knobs and knobs[name].domain.allows_value(int(v))
                    for name, v in t.params.items())
 
     def candidates(self) -> list[optuna.trial.FrozenTrial]:
         """Top-K feasible trials by the primary objective (Pareto front first for 'both'),
         among those this session's knob set can enact."""
+        knobs = {k.name: k for k in self.knobs}
         complete = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                    and all(c <= 0 for c in t.constraints.values()) and self._in_space(t)]
+                    and all(c <= 0 for c in t.constraints.values()) and self._in_space(t, knobs)]
         pool = self.study.best_trials if self.config.objective == "both" else complete
         pool = [t for t in pool if t in complete] or complete
         higher = self.config.objective != "p99"

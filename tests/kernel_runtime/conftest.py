@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,17 @@ def lab_files():  # type: ignore[no-untyped-def]
     from analysis import kernel_files
 
     return kernel_files.lab_kernel()
+
+
+@pytest.fixture(scope="session")
+def oracle_knob(lab_files: Any) -> Callable[[str], Any]:
+    """A constant analysed on the lab kernel with the oracle, fresh (not the cached catalog):
+    the lab tests prove what the analysis emits now."""
+    from analysis import analyze
+
+    def knob(name: str) -> Any:
+        return analyze.analyze(lab_files, names=[name], oracle=True, jobs=2, force=True).catalog.knob(name)
+    return knob
 
 
 @pytest.fixture(scope="module")

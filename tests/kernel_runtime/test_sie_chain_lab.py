@@ -11,8 +11,8 @@ site is loaded, so the other copies of the constant (the initial cwnd) stay at 1
 from __future__ import annotations
 
 import pytest
+from test_sie_recompute_lab import KEV
 
-from analysis import analyze
 from autotune.core.catalog import Knob
 from kernel_runtime.lab.target import LabTarget
 
@@ -22,11 +22,7 @@ NAME = "TCP_INIT_CWND"
 FUNCTION = "tcp_init_transfer"
 COMPARE = 0x1C0  # cmp %edx, %eax: the min3 reads the product here, past the site's probe
 # Loopback connections: each side runs tcp_init_transfer once per connection.
-PROBE = (
-    "import os, re, socket\nT = '/sys/kernel/tracing/'\n"
-    "def kev(line):\n"
-    "    fd = os.open(T + 'kprobe_events', os.O_WRONLY | os.O_APPEND)\n"
-    "    os.write(fd, line.encode()); os.close(fd)\n"
+PROBE = KEV + (
     f"kev('p:sie_chain {FUNCTION}+{COMPARE:#x} prod=%ax:u32 mss=%cx:u32\\n')\n"
     "open(T + 'events/kprobes/sie_chain/enable', 'w').write('1'); open(T + 'trace', 'w')\n"
     "srv = socket.create_server(('127.0.0.1', 0))\n"
@@ -40,9 +36,9 @@ PROBE = (
 
 
 @pytest.fixture(scope="module")
-def knob(lab_files) -> Knob:  # type: ignore[no-untyped-def]
+def knob(oracle_knob) -> Knob:  # type: ignore[no-untyped-def]
     """The knob with only its chain site (the oracle verified every site of the constant)."""
-    full = analyze.analyze(lab_files, names=[NAME], oracle=True, jobs=2, force=True).catalog.knob(NAME)
+    full = oracle_knob(NAME)
     chain = [s for s in full.sites if s.function == FUNCTION and s.recompute_op == "mul"]
     return full.model_copy(update={"sites": chain})
 

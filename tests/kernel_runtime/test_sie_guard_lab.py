@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import analyze
 from autotune.core.catalog import Knob
 from kernel_runtime.lab.target import LabTarget
 
@@ -41,9 +40,8 @@ TRAFFIC = (
 
 
 @pytest.fixture(scope="module")
-def knob(lab_files) -> Knob:  # type: ignore[no-untyped-def]
-    catalog = analyze.analyze(lab_files, names=[NAME], oracle=True, jobs=2, force=True).catalog
-    return catalog.knob(NAME)
+def knob(oracle_knob) -> Knob:  # type: ignore[no-untyped-def]
+    return oracle_knob(NAME)
 
 
 def run_traffic(lab: LabTarget, knob: Knob, value: int) -> tuple[dict[str, int], str | None]:

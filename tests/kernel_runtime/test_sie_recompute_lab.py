@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import analyze
 from autotune.core.catalog import Knob
 from kernel_runtime.lab.target import LabTarget
 
@@ -47,9 +46,8 @@ PROBE = KEV + TRANSFER + (
 
 
 @pytest.fixture(scope="module")
-def knob(lab_files) -> Knob:  # type: ignore[no-untyped-def]
-    catalog = analyze.analyze(lab_files, names=[NAME], oracle=True, jobs=2, force=True).catalog
-    return catalog.knob(NAME)
+def knob(oracle_knob) -> Knob:  # type: ignore[no-untyped-def]
+    return oracle_knob(NAME)
 
 
 def timeouts(lab: LabTarget) -> set[int]:
